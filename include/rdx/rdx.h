@@ -1,0 +1,135 @@
+/*
+ * rdx: low-latency, high-bandwidth collectives for RDMA networks.
+ *
+ * This header is the public contract. Names here are never renamed; new ones are added.
+ *
+ * Threading: a communicator is used by one thread at a time (like MPI_THREAD_FUNNELED
+ * per communicator). Different communicators may be used from different threads.
+ * Ordering: collectives, blocking or not, must be issued in the same order on every rank
+ * of a communicator; nonblocking ones complete in the order they were issued.
+ */
+#ifndef RDX_RDX_H
+#define RDX_RDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RDX_VERSION_MAJOR 0
+#define RDX_VERSION_MINOR 1
+#define RDX_VERSION_PATCH 0
+
+typedef struct rdx_comm rdx_comm_t;
+typedef struct rdx_request rdx_request_t;
+typedef struct rdx_mem rdx_mem_t;
+
+typedef enum {
+    RDX_SUCCESS = 0,
+    RDX_ERR_INVALID_ARG,  /* a NULL pointer, unknown dtype/op, size overflow, ...   */
+    RDX_ERR_NO_MEMORY,    /* malloc, registration or memlock limit                 */
+    RDX_ERR_CONFIG,       /* a bad RDX_* variable or rdx_config_t field            */
+    RDX_ERR_BOOTSTRAP,    /* rendezvous failed: unreachable, refused, bad key      */
+    RDX_ERR_TRANSPORT,    /* the network layer reported an error                   */
+    RDX_ERR_TIMEOUT,      /* a wait passed its deadline (RDX_TIMEOUT_MS)           */
+    RDX_ERR_PEER_LOST,    /* a peer process died or its connection broke           */
+    RDX_ERR_MISMATCH,     /* ranks called different collectives / counts / types   */
+    RDX_ERR_UNSUPPORTED,  /* valid request this build or transport cannot do       */
+    RDX_ERR_INTERNAL      /* a bug in rdx: please report with RDX_LOG=debug output */
+} rdx_status_t;
+
+typedef enum {
+    RDX_INT8, RDX_UINT8, RDX_INT32, RDX_UINT32, RDX_INT64, RDX_UINT64,
+    RDX_FLOAT16, RDX_BFLOAT16, RDX_FLOAT32, RDX_FLOAT64
+} rdx_dtype_t;
+#define RDX_DTYPE_COUNT 10
+
+typedef enum { RDX_SUM, RDX_PROD, RDX_MIN, RDX_MAX, RDX_AVG } rdx_op_t;
+#define RDX_OP_COUNT 5
+
+/*
+ * Explicit configuration. Start from rdx_config_default() (every field "take it from the
+ * environment"), then set what you want. Environment variables fill what is left unset.
+ */
+typedef struct rdx_config {
+    int rank;              /* < 0: discover (RDX_RANK, RANK, OMPI_COMM_WORLD_RANK, SLURM_PROCID) */
+    int size;              /* < 0: discover, same sources as rank                               */
+    const char *addr;      /* rendezvous "host:port"; NULL: RDX_ADDR or MASTER_ADDR:MASTER_PORT */
+    const char *job_key;   /* shared secret; NULL: RDX_JOB_KEY                                  */
+    const char *transport; /* "ucx" or "verbs"; NULL: RDX_TRANSPORT (default "ucx")             */
+    int timeout_ms;        /* <= 0: RDX_TIMEOUT_MS                                              */
+} rdx_config_t;
+
+void rdx_config_default(rdx_config_t *config);
+
+rdx_status_t rdx_comm_init(rdx_comm_t **comm, const rdx_config_t *config /* NULL = from env */);
+rdx_status_t rdx_comm_destroy(rdx_comm_t *comm);
+int rdx_comm_rank(const rdx_comm_t *comm);
+int rdx_comm_size(const rdx_comm_t *comm);
+/* Name of the transport in use ("ucx", "verbs"). */
+const char *rdx_comm_transport(const rdx_comm_t *comm);
+
+/* sendbuf == recvbuf: in place. AVG sums then scales once by 1/size (integer types divide). */
+rdx_status_t rdx_allreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                           rdx_dtype_t dtype, rdx_op_t op);
+rdx_status_t rdx_iallreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                            rdx_dtype_t dtype, rdx_op_t op, rdx_request_t **req);
+
+/*
+ * The other collectives (NCCL conventions for counts and in-place use):
+ *  reduce_scatter: sendbuf holds size*recvcount elements; rank r receives the reduction of
+ *                  block r. In place when recvbuf ==
+ *                  (char *)sendbuf + rank*recvcount*dtype_size.
+ *  allgather:      every rank contributes sendcount elements; recvbuf holds size*sendcount,
+ *                  by rank. In place when sendbuf == (char *)recvbuf + rank*sendcount*dtype_size.
+ *  broadcast:      root's sendbuf to every rank's recvbuf (sendbuf ignored elsewhere);
+ *                  in place when sendbuf == recvbuf.
+ *  reduce:         like allreduce, but only root's recvbuf receives the result.
+ *  barrier:        returns once every rank has entered it.
+ */
+rdx_status_t rdx_reduce_scatter(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+                                size_t recvcount, rdx_dtype_t dtype, rdx_op_t op);
+rdx_status_t rdx_ireduce_scatter(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+                                 size_t recvcount, rdx_dtype_t dtype, rdx_op_t op,
+                                 rdx_request_t **req);
+rdx_status_t rdx_allgather(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+                           size_t sendcount, rdx_dtype_t dtype);
+rdx_status_t rdx_iallgather(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+                            size_t sendcount, rdx_dtype_t dtype, rdx_request_t **req);
+rdx_status_t rdx_broadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                           rdx_dtype_t dtype, int root);
+rdx_status_t rdx_ibroadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                            rdx_dtype_t dtype, int root, rdx_request_t **req);
+#ifdef RDX_PENDING_KERNEL_RENAME /* TEMP: lands once the kernel is renamed rdx_reduce_local */
+rdx_status_t rdx_reduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                        rdx_dtype_t dtype, rdx_op_t op, int root);
+#endif
+rdx_status_t rdx_ireduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                         rdx_dtype_t dtype, rdx_op_t op, int root, rdx_request_t **req);
+rdx_status_t rdx_barrier(rdx_comm_t *comm);
+rdx_status_t rdx_ibarrier(rdx_comm_t *comm, rdx_request_t **req);
+
+/* *done = 1 once complete (the request is still valid until rdx_wait or rdx_request_free). */
+rdx_status_t rdx_test(rdx_request_t *req, int *done);
+/* Waits for completion and frees req. */
+rdx_status_t rdx_wait(rdx_request_t *req);
+/* Drives outstanding nonblocking operations of comm without waiting. */
+rdx_status_t rdx_progress(rdx_comm_t *comm);
+
+rdx_status_t rdx_mem_register(rdx_comm_t *comm, void *buf, size_t bytes, rdx_mem_t **mem);
+rdx_status_t rdx_mem_deregister(rdx_comm_t *comm, rdx_mem_t *mem);
+
+const char *rdx_strerror(rdx_status_t status);
+/* The last failure on comm: "rank R: OP ...: peer P: cause". Empty string if none. */
+const char *rdx_comm_last_error(const rdx_comm_t *comm);
+
+size_t rdx_dtype_size(rdx_dtype_t dtype);
+const char *rdx_dtype_name(rdx_dtype_t dtype);
+const char *rdx_op_name(rdx_op_t op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RDX_RDX_H */

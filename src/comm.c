@@ -1,0 +1,195 @@
+/* Communicator lifecycle: settings, rendezvous, transport, and the info line users debug from. */
+#include "src/comm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/log.h"
+#include "src/reduce.h"
+
+rdx_status_t rdx_comm_fail(rdx_comm_t *comm, const char *opname, rdx_status_t st)
+{
+    const char *cause = rdx_err_last();
+    snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: %s: %s%s%s", comm->rank,
+             opname, rdx_strerror(st), cause[0] ? ": " : "", cause);
+    rdx_log_error("%s", comm->last_error);
+    return st;
+}
+
+/* Config and rank discovery; on failure the message goes to stderr (no comm yet). */
+static rdx_status_t settings_load(rdx_settings_t *s, const rdx_config_t *config)
+{
+    RDX_CHECK(rdx_settings_from_env(s));
+    RDX_CHECK(rdx_settings_apply_config(s, config));
+    RDX_CHECK(rdx_settings_discover_rank(s));
+    return RDX_SUCCESS;
+}
+
+static rdx_status_t comm_connect(rdx_comm_t *comm)
+{
+    rdx_settings_t *s = &comm->settings;
+    rdx_bootstrap_params_t bp = {
+        .rank = comm->rank, .size = comm->size, .addr = s->addr, .job_key = s->job_key,
+        .ifname = s->ifname, .connect_timeout_ms = s->connect_timeout_ms,
+        .timeout_ms = s->timeout_ms,
+    };
+    RDX_CHECK(rdx_bootstrap_create(&bp, &comm->bs));
+    const rdx_tp_ops_t *ops = rdx_tp_lookup(s->transport);
+    if (!ops)
+        return rdx_err(RDX_ERR_UNSUPPORTED, "RDX_TRANSPORT=%s: this build of rdx has no %s "
+                       "transport (built without libibverbs?)", rdx_transport_name(s->transport),
+                       rdx_transport_name(s->transport));
+    comm->ctx.tp_ops = ops;
+    comm->ctx.rank = comm->rank;
+    comm->ctx.size = comm->size;
+    comm->ctx.check = s->check != 0;
+    if (comm->size == 1) {
+        /* Nothing to connect: every collective of one rank is a local copy. */
+        comm->ctx.slot_bytes = s->chunk_bytes;
+        comm->ctx.slots = s->slots;
+        memset(&comm->props, 0, sizeof(comm->props));
+        comm->props.name = ops->name;
+        snprintf(comm->props.detail, sizeof(comm->props.detail), "single rank, no transport");
+        return RDX_SUCCESS;
+    }
+    rdx_tp_params_t tp = {
+        .rank = comm->rank, .size = comm->size, .slot_bytes = s->chunk_bytes,
+        .slots = s->slots, .pool_bytes = s->pool_mb << 20, .bs = comm->bs, .settings = s,
+    };
+    RDX_CHECK(ops->create(&tp, &comm->ctx.tp));
+    ops->props(comm->ctx.tp, &comm->props);
+    comm->ctx.slot_bytes = comm->props.slot_bytes;
+    comm->ctx.slots = comm->props.slots;
+    return rdx_bootstrap_barrier(comm->bs);
+}
+
+static void comm_print_info(const rdx_comm_t *comm)
+{
+    if (comm->rank != 0 || rdx_log_level() < RDX_LOG_INFO)
+        return;
+    rdx_log_info("rdx %d.%d.%d: %d ranks, transport %s (%s), slots %d x %zu B, kernels %s, "
+                 "allreduce algorithm %s", RDX_VERSION_MAJOR, RDX_VERSION_MINOR,
+                 RDX_VERSION_PATCH, comm->size, comm->props.name, comm->props.detail,
+                 comm->ctx.slots, comm->ctx.slot_bytes, rdx_reduce_isa(),
+                 comm->settings.algo == RDX_ALGO_AUTO ? "auto (ring for every size)"
+                                                      : rdx_algo_name(comm->settings.algo));
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    if (f) {
+        rdx_settings_print(&comm->settings, f, 0);
+        fclose(f);
+        rdx_log_info("config:%s", line);
+        free(line);
+    }
+}
+
+static void comm_free(rdx_comm_t *comm)
+{
+    if (comm->ctx.tp)
+        comm->ctx.tp_ops->destroy(comm->ctx.tp);
+    if (comm->bs)
+        rdx_bootstrap_destroy(comm->bs);
+    while (comm->free_reqs) {
+        rdx_request_t *r = comm->free_reqs;
+        comm->free_reqs = r->next;
+        free(r);
+    }
+    free(comm);
+}
+
+rdx_status_t rdx_comm_init(rdx_comm_t **comm_out, const rdx_config_t *config)
+{
+    if (!comm_out)
+        return RDX_ERR_INVALID_ARG;
+    *comm_out = NULL;
+    rdx_err_clear();
+    rdx_comm_t *comm = calloc(1, sizeof(*comm));
+    if (!comm)
+        return RDX_ERR_NO_MEMORY;
+    comm->rank = -1;
+    rdx_status_t st = settings_load(&comm->settings, config);
+    if (st != RDX_SUCCESS) {
+        rdx_log_error("rdx_comm_init: %s: %s", rdx_strerror(st), rdx_err_last());
+        free(comm);
+        return st;
+    }
+    comm->rank = comm->settings.rank;
+    comm->size = comm->settings.size;
+    rdx_log_set_rank(comm->rank);
+    st = comm_connect(comm);
+    if (st != RDX_SUCCESS) {
+        rdx_comm_fail(comm, "rdx_comm_init", st);
+        comm_free(comm);
+        return st;
+    }
+    comm_print_info(comm);
+    *comm_out = comm;
+    return RDX_SUCCESS;
+}
+
+rdx_status_t rdx_comm_destroy(rdx_comm_t *comm)
+{
+    if (!comm)
+        return RDX_ERR_INVALID_ARG;
+    rdx_status_t st = RDX_SUCCESS;
+    if (comm->head) {
+        rdx_log_warn("rdx_comm_destroy: collective #%u still running: abandoned",
+                     comm->head->op.seq);
+        st = RDX_ERR_INVALID_ARG;
+    }
+    /* A last barrier so no rank tears down memory a peer may still be writing into; a
+     * broken communicator skips it (the peers may be gone). */
+    if (!comm->broken && !comm->head && comm->bs && comm->size > 1) {
+        rdx_status_t bst = rdx_bootstrap_barrier(comm->bs);
+        if (bst != RDX_SUCCESS)
+            st = rdx_comm_fail(comm, "rdx_comm_destroy", bst);
+    }
+    comm_free(comm);
+    return st;
+}
+
+int rdx_comm_rank(const rdx_comm_t *comm) { return comm ? comm->rank : -1; }
+int rdx_comm_size(const rdx_comm_t *comm) { return comm ? comm->size : -1; }
+
+const char *rdx_comm_transport(const rdx_comm_t *comm)
+{
+    return comm && comm->props.name ? comm->props.name : "none";
+}
+
+const char *rdx_comm_last_error(const rdx_comm_t *comm)
+{
+    return comm ? comm->last_error : "no communicator";
+}
+
+rdx_status_t rdx_mem_register(rdx_comm_t *comm, void *buf, size_t bytes, rdx_mem_t **mem)
+{
+    if (!comm || !buf || !bytes || !mem)
+        return RDX_ERR_INVALID_ARG;
+    rdx_mem_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return RDX_ERR_NO_MEMORY;
+    m->buf = buf;
+    m->bytes = bytes;
+    if (comm->ctx.tp) {
+        rdx_status_t st = comm->ctx.tp_ops->mem_register(comm->ctx.tp, buf, bytes, &m->tp_mem);
+        if (st != RDX_SUCCESS) {
+            free(m);
+            return rdx_comm_fail(comm, "rdx_mem_register", st);
+        }
+    }
+    *mem = m;
+    return RDX_SUCCESS;
+}
+
+rdx_status_t rdx_mem_deregister(rdx_comm_t *comm, rdx_mem_t *mem)
+{
+    if (!comm || !mem)
+        return RDX_ERR_INVALID_ARG;
+    rdx_status_t st = RDX_SUCCESS;
+    if (mem->tp_mem)
+        st = comm->ctx.tp_ops->mem_deregister(comm->ctx.tp, mem->tp_mem);
+    free(mem);
+    return st == RDX_SUCCESS ? st : rdx_comm_fail(comm, "rdx_mem_deregister", st);
+}

@@ -1,0 +1,53 @@
+/*
+ * The communicator: top of the library. It owns the bootstrap, the transport instance and
+ * the queue of running collectives, and turns the public API into collective state machines.
+ * Layering: public API (comm.c, request.c) -> collectives/ -> transport/ -> src utilities.
+ */
+#ifndef RDX_COMM_H
+#define RDX_COMM_H
+
+#include <stdbool.h>
+#include "collectives/coll.h"
+#include "src/bootstrap.h"
+#include "src/config.h"
+#include "src/error.h"
+#include "transport/transport.h"
+
+struct rdx_request {
+    rdx_comm_t *comm;
+    rdx_coll_op_t op;
+    rdx_status_t status;
+    bool done;
+    bool heap;                 /* from the comm's free list (nonblocking) */
+    struct rdx_request *next;  /* queue or free list */
+};
+
+struct rdx_mem {
+    void *buf;
+    size_t bytes;
+    rdx_tp_mem_t *tp_mem;
+};
+
+struct rdx_comm {
+    rdx_settings_t settings;
+    int rank, size;
+    rdx_bootstrap_t *bs;
+    rdx_tp_props_t props;
+    rdx_coll_ctx_t ctx;        /* what collectives see: transport ops + instance, geometry */
+    uint32_t seq;              /* collectives issued so far */
+    rdx_request_t *head, *tail;/* running collectives, in issue order */
+    rdx_request_t *free_reqs;  /* recycled nonblocking requests: no malloc per call */
+    rdx_comm_t *parent;        /* rdx_comm_split: shares the parent's bootstrap/transport */
+    int children;              /* live communicators split from this one */
+    int *peer_map;             /* split: my rank -> parent transport peer (ctx.peer_map) */
+    rdx_status_t broken;       /* sticky: the first transport/peer/mismatch error */
+    char last_error[RDX_ERRMSG_MAX + 128];
+};
+
+/* Records a failure of `opname` on comm: copies the thread's last error, logs it once. */
+rdx_status_t rdx_comm_fail(rdx_comm_t *comm, const char *opname, rdx_status_t st);
+
+/* Drives the running collectives; *progressed tells whether anything moved. */
+rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed);
+
+#endif
