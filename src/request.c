@@ -336,14 +336,12 @@ rdx_status_t rdx_ibroadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf
                             req);
 }
 
-#ifdef RDX_PENDING_KERNEL_RENAME
 rdx_status_t rdx_reduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                         rdx_dtype_t dtype, rdx_op_t op, int root)
 {
     return coll_blocking(comm, "rdx_reduce",
                          ARGS(RDX_COLL_REDUCE, sendbuf, recvbuf, count, dtype, op, root));
 }
-#endif
 
 rdx_status_t rdx_ireduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                          rdx_dtype_t dtype, rdx_op_t op, int root, rdx_request_t **req)

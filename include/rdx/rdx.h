@@ -102,10 +102,8 @@ rdx_status_t rdx_broadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
                            rdx_dtype_t dtype, int root);
 rdx_status_t rdx_ibroadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                             rdx_dtype_t dtype, int root, rdx_request_t **req);
-#ifdef RDX_PENDING_KERNEL_RENAME /* TEMP: lands once the kernel is renamed rdx_reduce_local */
 rdx_status_t rdx_reduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                         rdx_dtype_t dtype, rdx_op_t op, int root);
-#endif
 rdx_status_t rdx_ireduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                          rdx_dtype_t dtype, rdx_op_t op, int root, rdx_request_t **req);
 rdx_status_t rdx_barrier(rdx_comm_t *comm);
