@@ -18,6 +18,13 @@
 extern "C" {
 #endif
 
+/* Everything declared with RDX_API is exported from librdx; all else is hidden. */
+#if defined(__GNUC__)
+#define RDX_API __attribute__((visibility("default")))
+#else
+#define RDX_API
+#endif
+
 #define RDX_VERSION_MAJOR 0
 #define RDX_VERSION_MINOR 1
 #define RDX_VERSION_PATCH 0
@@ -62,19 +69,30 @@ typedef struct rdx_config {
     int timeout_ms;        /* <= 0: RDX_TIMEOUT_MS                                              */
 } rdx_config_t;
 
-void rdx_config_default(rdx_config_t *config);
+RDX_API void rdx_config_default(rdx_config_t *config);
 
-rdx_status_t rdx_comm_init(rdx_comm_t **comm, const rdx_config_t *config /* NULL = from env */);
-rdx_status_t rdx_comm_destroy(rdx_comm_t *comm);
-int rdx_comm_rank(const rdx_comm_t *comm);
-int rdx_comm_size(const rdx_comm_t *comm);
+RDX_API rdx_status_t rdx_comm_init(rdx_comm_t **comm, const rdx_config_t *config /* NULL = from env */);
+RDX_API rdx_status_t rdx_comm_destroy(rdx_comm_t *comm);
+RDX_API int rdx_comm_rank(const rdx_comm_t *comm);
+RDX_API int rdx_comm_size(const rdx_comm_t *comm);
 /* Name of the transport in use ("ucx", "verbs"). */
-const char *rdx_comm_transport(const rdx_comm_t *comm);
+RDX_API const char *rdx_comm_transport(const rdx_comm_t *comm);
+
+/*
+ * Collective over comm: ranks with the same color >= 0 form a new communicator, ranked by
+ * (key, rank in comm); a rank with color < 0 gets *newcomm = NULL. The new communicator
+ * reuses comm's transport connections (no new connection, no new memory), so it is cheap,
+ * but comm and everything split from it share one FIFO per pair of ranks: collectives of
+ * comm and of a communicator split from it must not be outstanding at the same time (a
+ * violation is reported as RDX_ERR_MISMATCH, never mixed up). Use them from one thread.
+ * Destroy sub-communicators before comm (rdx_comm_destroy refuses otherwise).
+ */
+RDX_API rdx_status_t rdx_comm_split(rdx_comm_t *comm, int color, int key, rdx_comm_t **newcomm);
 
 /* sendbuf == recvbuf: in place. AVG sums then scales once by 1/size (integer types divide). */
-rdx_status_t rdx_allreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+RDX_API rdx_status_t rdx_allreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                            rdx_dtype_t dtype, rdx_op_t op);
-rdx_status_t rdx_iallreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+RDX_API rdx_status_t rdx_iallreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                             rdx_dtype_t dtype, rdx_op_t op, rdx_request_t **req);
 
 /*
@@ -89,43 +107,43 @@ rdx_status_t rdx_iallreduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf
  *  reduce:         like allreduce, but only root's recvbuf receives the result.
  *  barrier:        returns once every rank has entered it.
  */
-rdx_status_t rdx_reduce_scatter(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+RDX_API rdx_status_t rdx_reduce_scatter(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
                                 size_t recvcount, rdx_dtype_t dtype, rdx_op_t op);
-rdx_status_t rdx_ireduce_scatter(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+RDX_API rdx_status_t rdx_ireduce_scatter(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
                                  size_t recvcount, rdx_dtype_t dtype, rdx_op_t op,
                                  rdx_request_t **req);
-rdx_status_t rdx_allgather(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+RDX_API rdx_status_t rdx_allgather(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
                            size_t sendcount, rdx_dtype_t dtype);
-rdx_status_t rdx_iallgather(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
+RDX_API rdx_status_t rdx_iallgather(rdx_comm_t *comm, const void *sendbuf, void *recvbuf,
                             size_t sendcount, rdx_dtype_t dtype, rdx_request_t **req);
-rdx_status_t rdx_broadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+RDX_API rdx_status_t rdx_broadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                            rdx_dtype_t dtype, int root);
-rdx_status_t rdx_ibroadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+RDX_API rdx_status_t rdx_ibroadcast(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                             rdx_dtype_t dtype, int root, rdx_request_t **req);
-rdx_status_t rdx_reduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+RDX_API rdx_status_t rdx_reduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                         rdx_dtype_t dtype, rdx_op_t op, int root);
-rdx_status_t rdx_ireduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+RDX_API rdx_status_t rdx_ireduce(rdx_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                          rdx_dtype_t dtype, rdx_op_t op, int root, rdx_request_t **req);
-rdx_status_t rdx_barrier(rdx_comm_t *comm);
-rdx_status_t rdx_ibarrier(rdx_comm_t *comm, rdx_request_t **req);
+RDX_API rdx_status_t rdx_barrier(rdx_comm_t *comm);
+RDX_API rdx_status_t rdx_ibarrier(rdx_comm_t *comm, rdx_request_t **req);
 
 /* *done = 1 once complete (the request is still valid until rdx_wait or rdx_request_free). */
-rdx_status_t rdx_test(rdx_request_t *req, int *done);
+RDX_API rdx_status_t rdx_test(rdx_request_t *req, int *done);
 /* Waits for completion and frees req. */
-rdx_status_t rdx_wait(rdx_request_t *req);
+RDX_API rdx_status_t rdx_wait(rdx_request_t *req);
 /* Drives outstanding nonblocking operations of comm without waiting. */
-rdx_status_t rdx_progress(rdx_comm_t *comm);
+RDX_API rdx_status_t rdx_progress(rdx_comm_t *comm);
 
-rdx_status_t rdx_mem_register(rdx_comm_t *comm, void *buf, size_t bytes, rdx_mem_t **mem);
-rdx_status_t rdx_mem_deregister(rdx_comm_t *comm, rdx_mem_t *mem);
+RDX_API rdx_status_t rdx_mem_register(rdx_comm_t *comm, void *buf, size_t bytes, rdx_mem_t **mem);
+RDX_API rdx_status_t rdx_mem_deregister(rdx_comm_t *comm, rdx_mem_t *mem);
 
-const char *rdx_strerror(rdx_status_t status);
+RDX_API const char *rdx_strerror(rdx_status_t status);
 /* The last failure on comm: "rank R: OP ...: peer P: cause". Empty string if none. */
-const char *rdx_comm_last_error(const rdx_comm_t *comm);
+RDX_API const char *rdx_comm_last_error(const rdx_comm_t *comm);
 
-size_t rdx_dtype_size(rdx_dtype_t dtype);
-const char *rdx_dtype_name(rdx_dtype_t dtype);
-const char *rdx_op_name(rdx_op_t op);
+RDX_API size_t rdx_dtype_size(rdx_dtype_t dtype);
+RDX_API const char *rdx_dtype_name(rdx_dtype_t dtype);
+RDX_API const char *rdx_op_name(rdx_op_t op);
 
 #ifdef __cplusplus
 }
