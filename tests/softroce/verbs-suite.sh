@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# verbs-suite.sh BUILD_DIR - every verbs test, run where an RDMA device is: inside the
+# soft-RoCE guest (run-verbs-suite.sh boots it) or natively. Each test runs under its own
+# timeout; output of a failed test is shown. Ends with "N passed, N failed, N skipped".
+#
+#   VERBS_TEST_TIMEOUT=S        per-test limit (default 180)
+#   VERBS_COLL_TIMEOUT=S        per coll_check run (default 300)
+#   RDX_VERBS_SUITE_ONLY=REGEX  run only matching tests
+set -u
+BUILD=$(cd "${1:?usage: verbs-suite.sh BUILD_DIR}" && pwd -P)
+T=${VERBS_TEST_TIMEOUT:-180}
+CT=${VERBS_COLL_TIMEOUT:-300}  # per collective-suite run
+ONLY=${RDX_VERBS_SUITE_ONLY:-.}
+LOG=$(mktemp -d /tmp/verbs-suite.XXXXXX)
+TB=$BUILD/tests BIN=$BUILD/bin
+pass=0 fail=0 skip=0
+T_SUITE=$(date +%s.%N)
+
+el() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+
+# t NAME CMD... : runs CMD with a timeout, PASS iff exit status 0
+t() {
+  local name=$1; shift
+  [[ $name =~ $ONLY ]] || return 0
+  local t0 rc; t0=$(date +%s.%N)
+  timeout -k 10 "$T" "$@" > "$LOG/$name.log" 2>&1; rc=$?
+  if [ $rc = 0 ]; then
+    pass=$((pass + 1)); echo "PASS $name ($(el "$t0") s)"
+    grep -E '^(rank [0-9]+: OK: got|verbs_perf: )|coll_check: [0-9]+ cases passed' "$LOG/$name.log" |
+      head -4 |
+      sed 's/^/    /'
+  else
+    local why="exit $rc"; [ $rc = 124 ] && why="timed out after $T s"
+    fail=$((fail + 1)); echo "FAIL $name ($(el "$t0") s, $why)"
+    echo "    command: $*"; tail -n 25 "$LOG/$name.log" | sed 's/^/    /'
+  fi
+}
+skipped() { [[ $1 =~ $ONLY ]] || return 0; skip=$((skip + 1)); echo "SKIP $1 ($2)"; }
+
+echo "verbs-suite: $(uname -r), $(nproc) CPUs, devices: $(ls /sys/class/infiniband 2>/dev/null | tr '\n' ' ')"
+
+# ---- transport level: real processes, real bootstrap, the verbs transport alone
+t gid            "$TB/verbs_gid"
+# 64 KiB slots keep the emulated guest quick; one run keeps the default slot size.
+t ring2          env RDX_CHUNK_BYTES=64K "$TB/verbs_stream" -n 2 -m 1000
+t ring3          env RDX_CHUNK_BYTES=64K "$TB/verbs_stream" -n 3 -m 600
+t all4           env RDX_CHUNK_BYTES=64K "$TB/verbs_stream" -n 4 -m 150 --all
+t ring2_default_slot "$TB/verbs_stream" -n 2 -m 60
+t slots2_sig1    env RDX_CHUNK_BYTES=4K RDX_SLOTS=2 "$TB/verbs_stream" -n 3 -m 500 --all
+t slow_receiver  env RDX_CHUNK_BYTES=64K "$TB/verbs_stream" -n 3 -m 120 --slow 1:3000
+t peer_exits     env RDX_CHUNK_BYTES=64K "$TB/verbs_stream" -n 3 -m 1000000 --die 2:40 --deadline 60
+if [ "$(id -u)" = 0 ] && ! command -v setpriv >/dev/null; then
+  skipped memlock "root needs setpriv to drop CAP_IPC_LOCK"
+else
+  # root ignores RLIMIT_MEMLOCK while it holds CAP_IPC_LOCK: drop it, like an unprivileged job
+  DROP=(); [ "$(id -u)" = 0 ] && DROP=(setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock --)
+  t memlock bash -c 'ulimit -l 64 && exec "$@"' memlock ${DROP[@]+"${DROP[@]}"} \
+      env RDX_CHUNK_BYTES=64K "$TB/verbs_stream" -n 2 --expect-memlock --deadline 30
+fi
+
+# ---- the collective correctness suite (tests/mp/run_matrix.sh: rdx-run + coll_check) over
+# verbs, n = 1..4, every dtype and op, in place and not, nonblocking rounds. --quick drops the
+# 1M-element count: the guest CPU is emulated.
+SRC=$(cd "$(dirname "$0")/../.." && pwd -P)
+if [ -x "$BIN/rdx-run" ] && [ -x "$BIN/coll_check" ] && [ -x "$SRC/tests/mp/run_matrix.sh" ]; then
+  # Emulated CPUs, up to 4 ranks on 2 vCPUs: a run takes 10-110 s depending on host load.
+  # RDX_TIMEOUT_MS below the run's limit turns a real hang into an rdx error with a dump.
+  for n in 1 2 3 4; do
+    T=$CT t "coll_check_n$n" env RUN_MATRIX_NPS=$n RUN_MATRIX_TIMEOUT=$((CT - 10)) \
+        RDX_TIMEOUT_MS=$(( (CT - 60) * 1000 )) \
+        "$SRC/tests/mp/run_matrix.sh" "$BUILD" --transport verbs -- --quick
+  done
+else
+  skipped coll_check "no $BIN/rdx-run, $BIN/coll_check or tests/mp/run_matrix.sh"
+fi
+
+# ---- rdx-perf over verbs with every size checked (exit 1 if any element is wrong)
+if [ -x "$BIN/rdx-run" ] && [ -x "$BIN/rdx-perf" ]; then
+  t rdx_perf_check_n2 env RDX_TIMEOUT_MS=120000 "$BIN/rdx-run" -n 2 --transport verbs \
+      "$BIN/rdx-perf" -c 1 -e 4M -w 1 -n 3
+else
+  skipped rdx_perf_check_n2 "no $BIN/rdx-perf"
+fi
+
+rm -rf "$LOG"
+echo "verbs-suite: $pass passed, $fail failed, $skip skipped in $(el "$T_SUITE") s"
+[ $fail = 0 ]
