@@ -1,0 +1,213 @@
+/*
+ * The calibration probe behind `rdx-info --calibrate`: measures the cost model's inputs on
+ * the transport in use, between ranks 0 and 1, over the same FIFO interface the collectives
+ * use (so it measures what they will see, slot copies included).
+ *
+ *   alpha     half the round trip of an empty message (ping-pong)
+ *   overhead  time per message of a stream of empty messages (as many in flight as credits
+ *             allow), i.e. what one more pipelined message costs
+ *   beta      time per byte of a stream of slot-sized messages, the sender copying into the
+ *             slot and the receiver copying out (as a collective does)
+ *   gamma     time per byte of a float32 sum of two 32 MiB vectors (local, rank 0)
+ * Each is the best of several short batches, so a busy machine inflates it less; the whole
+ * probe takes well under a second on shared memory. All pairs (0,1), (2,3), ... probe at the
+ * same time: with more ranks than cores on a host, the switching between them is part of
+ * what a collective pays, and so part of the measured alpha (run the probe with the number of
+ * ranks per host the jobs use). Rank 0's values are the result.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "collectives/coll_util.h"
+
+#define PROBE_TAG 0xCA11B8A7ull
+#define PROBE_BATCHES 5
+#define PROBE_SPIN_S 50e-6
+
+static double probe_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct probe {
+    const rdx_coll_ctx_t *ctx;
+    int peer, peer_tp;
+    double deadline;
+    unsigned char *src, *dst;   /* payload source (sender) and sink (receiver) */
+} probe_t;
+
+static uint64_t probe_tag(int phase, uint64_t i)
+{
+    return (PROBE_TAG << 32) | ((uint64_t)phase << 24) | (i & 0xffffff);
+}
+
+/* Nothing to do yet: drive the transport, spin briefly, then let it yield or block. */
+static rdx_status_t probe_wait(probe_t *p, double since)
+{
+    const rdx_coll_ctx_t *ctx = p->ctx;
+    if (ctx->tp_ops->progress)
+        RDX_CHECK(ctx->tp_ops->progress(ctx->tp));
+    double t = probe_now();
+    if (t > p->deadline)
+        return rdx_err(RDX_ERR_TIMEOUT, "rank %d: calibration: peer %d did not answer in time",
+                       ctx->rank, p->peer);
+    if (t - since > PROBE_SPIN_S) {
+        if (ctx->tp_ops->idle)
+            RDX_CHECK(ctx->tp_ops->idle(ctx->tp, 1000));
+        else
+            sched_yield();
+    }
+    return RDX_SUCCESS;
+}
+
+static rdx_status_t probe_send(probe_t *p, size_t len, uint64_t tag)
+{
+    const rdx_coll_ctx_t *ctx = p->ctx;
+    double since = probe_now();
+    for (;;) {
+        void *slot;
+        RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, p->peer_tp, &slot));
+        if (slot) {
+            if (len)
+                memcpy(slot, p->src, len);
+            return ctx->tp_ops->send_commit(ctx->tp, p->peer_tp, len, tag);
+        }
+        RDX_CHECK(probe_wait(p, since));
+    }
+}
+
+static rdx_status_t probe_recv(probe_t *p, size_t len, uint64_t tag)
+{
+    const rdx_coll_ctx_t *ctx = p->ctx;
+    double since = probe_now();
+    for (;;) {
+        const void *buf;
+        size_t got;
+        uint64_t t;
+        RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, p->peer_tp, &buf, &got, &t));
+        if (buf) {
+            if (t != tag || got != len)
+                return rdx_err(RDX_ERR_MISMATCH, "rank %d: calibration: peer %d sent tag "
+                               "%016llx len %zu, expected %016llx len %zu: both must run the "
+                               "probe", ctx->rank, p->peer, (unsigned long long)t, got,
+                               (unsigned long long)tag, len);
+            if (len)
+                memcpy(p->dst, buf, len);
+            return ctx->tp_ops->recv_release(ctx->tp, p->peer_tp);
+        }
+        RDX_CHECK(probe_wait(p, since));
+    }
+}
+
+/* iters round trips of empty messages; returns the time per round trip. */
+static rdx_status_t probe_pingpong(probe_t *p, int phase, int iters, double *rtt)
+{
+    double t0 = probe_now();
+    for (int i = 0; i < iters; i++) {
+        if (p->ctx->rank % 2 == 0) {
+            RDX_CHECK(probe_send(p, 0, probe_tag(phase, (uint64_t)i)));
+            RDX_CHECK(probe_recv(p, 0, probe_tag(phase, (uint64_t)i)));
+        } else {
+            RDX_CHECK(probe_recv(p, 0, probe_tag(phase, (uint64_t)i)));
+            RDX_CHECK(probe_send(p, 0, probe_tag(phase, (uint64_t)i)));
+        }
+    }
+    *rtt = (probe_now() - t0) / iters;
+    return RDX_SUCCESS;
+}
+
+/* The even rank of the pair streams count messages of len bytes, the odd one answers once at
+ * the end; returns the elapsed time (start to answer) on the even rank. */
+static rdx_status_t probe_stream(probe_t *p, int phase, int count, size_t len, double *elapsed)
+{
+    double t0 = probe_now();
+    for (int i = 0; i < count; i++) {
+        if (p->ctx->rank % 2 == 0)
+            RDX_CHECK(probe_send(p, len, probe_tag(phase, (uint64_t)i)));
+        else
+            RDX_CHECK(probe_recv(p, len, probe_tag(phase, (uint64_t)i)));
+    }
+    if (p->ctx->rank % 2 == 0)
+        RDX_CHECK(probe_recv(p, 0, probe_tag(phase, 0xffffff)));
+    else
+        RDX_CHECK(probe_send(p, 0, probe_tag(phase, 0xffffff)));
+    *elapsed = probe_now() - t0;
+    return RDX_SUCCESS;
+}
+
+/* Seconds per byte of a float32 sum of two 32 MiB vectors (best of a few): larger than the
+ * caches, like the vectors whose reduction time matters. */
+static double probe_gamma(void)
+{
+    size_t n = 8u << 20;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    double best = 0;
+    if (a && b) {
+        for (size_t i = 0; i < n; i++)
+            a[i] = b[i] = (float)(i & 1023);
+        for (int k = 0; k < PROBE_BATCHES; k++) {
+            double t0 = probe_now();
+            rdx_reduce_local(RDX_FLOAT32, RDX_SUM, a, NULL, a, b, n, 0);
+            double t = (probe_now() - t0) / (double)(n * sizeof(float));
+            if (k == 0 || t < best)
+                best = t;
+        }
+    }
+    free(a);
+    free(b);
+    return best;
+}
+
+static rdx_status_t probe_run(probe_t *p, rdx_coll_model_t *m)
+{
+    size_t len = p->ctx->slot_bytes;
+    int nbig = (int)((32u << 20) / len), nsmall = 2000;
+    nbig = nbig < 16 ? 16 : nbig;
+    double rtt, best_rtt = 1e9, best_small = 1e9, best_big = 1e9, t;
+    RDX_CHECK(probe_pingpong(p, 1, 100, &rtt)); /* warm-up: connections, caches */
+    for (int b = 0; b < PROBE_BATCHES; b++) {
+        RDX_CHECK(probe_pingpong(p, 2, 200, &rtt));
+        best_rtt = rtt < best_rtt ? rtt : best_rtt;
+        RDX_CHECK(probe_stream(p, 3, nsmall, 0, &t));
+        best_small = t < best_small ? t : best_small;
+        RDX_CHECK(probe_stream(p, 4, nbig, len, &t));
+        best_big = t < best_big ? t : best_big;
+    }
+    m->alpha_s = best_rtt / 2;
+    m->overhead_s = (best_small - best_rtt) / nsmall;
+    if (m->overhead_s < m->alpha_s / 20)
+        m->overhead_s = m->alpha_s / 20;
+    double per_byte = (best_big - best_rtt - nbig * m->overhead_s) / ((double)nbig * (double)len);
+    double floor = best_big / ((double)nbig * (double)len) / 2;
+    m->beta_s = per_byte > floor ? per_byte : floor;
+    m->gamma_s = probe_gamma();
+    snprintf(m->source, sizeof(m->source), "probe: %d x %zu B stream, 200-round ping-pong",
+             nbig, len);
+    return RDX_SUCCESS;
+}
+
+rdx_status_t rdx_coll_calibrate(const rdx_coll_ctx_t *ctx, long timeout_ms,
+                                rdx_coll_model_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if ((ctx->rank ^ 1) >= ctx->size) { /* one rank, or the last of an odd number */
+        out->gamma_s = probe_gamma();
+        return RDX_SUCCESS;
+    }
+    probe_t p = {.ctx = ctx, .peer = ctx->rank ^ 1};
+    p.peer_tp = rdx_coll_peer(ctx, p.peer);
+    p.deadline = probe_now() + (double)timeout_ms / 1000;
+    p.src = malloc(ctx->slot_bytes);
+    p.dst = malloc(ctx->slot_bytes);
+    rdx_status_t st = RDX_ERR_NO_MEMORY;
+    if (p.src && p.dst) {
+        memset(p.src, 0x3c, ctx->slot_bytes);
+        st = probe_run(&p, out);
+    }
+    free(p.src);
+    free(p.dst);
+    return st;
+}
