@@ -30,8 +30,9 @@ const char *rdx_coll_kind_name(rdx_coll_kind_t kind);
 
 /* Inputs of the alpha-beta-gamma cost model (select.c): alpha = seconds per message on the
  * critical path, overhead = seconds per extra message of a pipelined stream, beta = seconds
- * per byte moved over one link, gamma = seconds per byte reduced. Identical on every rank (rank 0's values are broadcast by rdx_coll_tune), because
- * every rank must pick the same algorithm. */
+ * per byte moved over one link, gamma = seconds per byte reduced. Identical on every rank
+ * (rank 0's values are broadcast by rdx_coll_tune), because every rank must pick the same
+ * algorithm. */
 typedef struct rdx_coll_model {
     double alpha_s;      /* one-way latency of a small message */
     double overhead_s;   /* per-message cost that pipelining does not hide (message rate) */
@@ -43,8 +44,9 @@ typedef struct rdx_coll_model {
 /* The model's choices resolved once per communicator (rdx_coll_cache_build): per
  * collective and size bucket (bucket b > 0 holds sizes [2^(b-1), 2^b), chosen as for
  * 2^(b-1); bucket 0 is 0 bytes), the algorithm (index + 1 into select.c's table; 0: none)
- * and the chunk as slot_bytes >> shift (0xff: the algorithm's own). Valid for one (ranks, RDX_ALGO) pair; anything else is evaluated
- * per call, with the same bucketing, so both paths choose the same. */
+ * and the chunk as slot_bytes >> shift (0xff: the algorithm's own). Valid for one (ranks,
+ * RDX_ALGO) pair; anything else is evaluated per call, with the same bucketing, so both
+ * paths choose the same. */
 #define RDX_COLL_BUCKETS 65
 typedef struct rdx_coll_cache {
     bool valid;

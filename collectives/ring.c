@@ -221,7 +221,8 @@ static rdx_status_t send_fresh(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rin
     } else {
         rdx_copy2(slot, NULL, elem_ptr(op->args.sendbuf, start, s->esize), len * s->esize);
     }
-    RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, s->right_tp, len * s->esize, make_tag(op, &s->send)));
+    RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, s->right_tp, len * s->esize,
+                                       make_tag(op, &s->send)));
     cursor_next(s, op, n, &s->send);
     *sent = true;
     return RDX_SUCCESS;

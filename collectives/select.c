@@ -476,9 +476,11 @@ rdx_status_t rdx_coll_calibration_save(const char *path, const char *key,
     FILE *in = fopen(path, "r");
     size_t kl = strlen(key);
     fprintf(out, "# rdx calibration (rdx-info --calibrate); one line per transport class\n");
-    while (in && fgets(line, sizeof(line), in))
-        if (line[0] != '#' && !(strncmp(line, key, kl) == 0 && (line[kl] == ' ' || line[kl] == '\t')))
+    while (in && fgets(line, sizeof(line), in)) {
+        bool same_key = strncmp(line, key, kl) == 0 && (line[kl] == ' ' || line[kl] == '\t');
+        if (line[0] != '#' && !same_key)
             fputs(line, out);
+    }
     if (in)
         fclose(in);
     fprintf(out, "%s alpha_us=%.4f overhead_us=%.4f beta_ns=%.6f gamma_ns=%.6f\n", key,
