@@ -44,12 +44,18 @@ static uint64_t probe_tag(int phase, uint64_t i)
     return (PROBE_TAG << 32) | ((uint64_t)phase << 24) | (i & 0xffffff);
 }
 
-/* Nothing to do yet: drive the transport, spin briefly, then let it yield or block. */
+static rdx_status_t probe_progress(probe_t *p)
+{
+    const rdx_coll_ctx_t *ctx = p->ctx;
+    return ctx->tp_ops->progress ? ctx->tp_ops->progress(ctx->tp) : RDX_SUCCESS;
+}
+
+/* Nothing arrived (or no credit) even after a progress call: spin briefly, then let the
+ * transport yield or block. The caller calls progress again before it looks again, so a
+ * message that the progress call itself delivered is seen before any sleep. */
 static rdx_status_t probe_wait(probe_t *p, double since)
 {
     const rdx_coll_ctx_t *ctx = p->ctx;
-    if (ctx->tp_ops->progress)
-        RDX_CHECK(ctx->tp_ops->progress(ctx->tp));
     double t = probe_now();
     if (t > p->deadline)
         return rdx_err(RDX_ERR_TIMEOUT, "rank %d: calibration: peer %d did not answer in time",
@@ -73,9 +79,11 @@ static rdx_status_t probe_send(probe_t *p, size_t len, uint64_t tag)
         if (slot) {
             if (len)
                 memcpy(slot, p->src, len);
-            return ctx->tp_ops->send_commit(ctx->tp, p->peer_tp, len, tag);
+            RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, p->peer_tp, len, tag));
+            return probe_progress(p); /* start moving it now */
         }
         RDX_CHECK(probe_wait(p, since));
+        RDX_CHECK(probe_progress(p));
     }
 }
 
@@ -99,6 +107,7 @@ static rdx_status_t probe_recv(probe_t *p, size_t len, uint64_t tag)
             return ctx->tp_ops->recv_release(ctx->tp, p->peer_tp);
         }
         RDX_CHECK(probe_wait(p, since));
+        RDX_CHECK(probe_progress(p));
     }
 }
 

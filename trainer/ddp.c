@@ -17,15 +17,15 @@
  * here than polling (rdx_progress + rdx_test). But polling is not free either: on this
  * machine a CPU that polls slows the other CPU's sgemm (docs/trainer.md). So the poller
  * yields for DDP_SPIN_MS after the last sign of progress, then naps for a quarter of the
- * time it has been idle (20 us to 0.5 ms): late progress costs at most ~25 % more wait,
- * long waits cost few wake-ups. The helper thread does not poll at all while nothing is
- * in flight: it sleeps until backward passes the next bucket. The library's deadline still
+ * time it has been idle (20 to 100 us; longer naps starved UCX TCP): late progress costs
+ * at most ~25 % more wait, long waits few wake-ups. The helper does not poll at all while
+ * nothing is in flight: it sleeps until backward passes the next bucket. The deadline still
  * bounds every wait: after DDP_POLL_MS without a completion the poller falls back to
  * rdx_wait, which fails after RDX_TIMEOUT_MS without progress.
  */
 #define DDP_SPIN_MS 0.05
 #define DDP_NAP_MIN_MS 0.02
-#define DDP_NAP_MAX_MS 0.5
+#define DDP_NAP_MAX_MS 0.1
 #define DDP_NAP_FRACTION 0.25
 #define DDP_POLL_MS 1000.0
 
