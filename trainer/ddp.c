@@ -307,8 +307,9 @@ static void ddp_thread_await_frontier(ddp_t *d, size_t need)
 }
 
 /*
- * Drives until bucket `last` is finished, starting buckets as the frontier (d->ready)
- * passes them. Runs on whichever thread owns the communicator.
+ * Drives until operation `last` is finished (a bucket, or nbuckets: the scalars), starting
+ * buckets as the frontier (d->ready) passes them. Runs on whichever thread owns the
+ * communicator.
  */
 static void ddp_drive_until(ddp_t *d, int last)
 {

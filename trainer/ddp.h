@@ -5,12 +5,12 @@
  * cut into buckets: a small first one (a quarter of --bucket-mb) so communication starts
  * early, then --bucket-mb each, as PyTorch DDP does. During backward the model calls
  * ddp_hook with its frontier; every bucket the frontier has passed is started at once
- * (rdx_iallreduce), and every hook call also drives the library (rdx_progress) so the
- * ring keeps moving between sgemm pieces. The optimizer then calls ddp_wait(b) for bucket
- * b just before applying it: it waits only for what it is about to use.
+ * (rdx_iallreduce) and driven while the earlier layers' backward runs. The optimizer then
+ * calls ddp_wait(b) for bucket b just before applying it: it waits only for what it is
+ * about to use. A few scalars (loss sum, stop flag) follow the last bucket.
  *
- *   backward:  [L3 grads][ L2 grads          ][ L1 grads                    ]
- *   buckets:    b0 ->      b1 ------>   b2 ------->   b3 ------>   b4 ---->
+ *   backward:  [L2 b,W   ][ L1 b,W: row pieces ][ L0 b,W: row pieces            ]
+ *   buckets:    b0 ->       b1 ------>  b2 ------->   b3 ------>   b4 ---->  scalars
  *   optimizer:                                                    w(b0) w(b1) ... w(b4)
  *
  * Wire formats: fp32 (AVG), fp16/bf16 (each rank rounds its gradient, SUM, then /n in
@@ -19,13 +19,15 @@
  * With overlap off, one bucket holds everything and is reduced after backward.
  *
  * Who drives the library (rdx allows one thread per communicator at a time):
- *  - progress "calls" (default): the training thread, from the hook between sgemm pieces;
- *  - progress "thread": a helper thread owns the communicator from the first bucket of a
- *    step until the last one is finished; the hook only publishes the frontier (an atomic
- *    store) and ddp_wait watches a counter. The helper owns the communicator from the
- *    first hook call of an active backward (or ddp_flush) until ddp_wait_scalars
- *    returns: the caller must not use the communicator in between. Between steps the
- *    helper sleeps.
+ *  - progress "thread" (default): a helper thread. The hook only publishes the frontier
+ *    (an atomic store, plus a condition-variable wake when it crosses a bucket boundary)
+ *    and ddp_wait watches a counter. The helper owns the communicator from the first hook
+ *    call of an active backward (or ddp_flush) until ddp_wait_scalars returns: the caller
+ *    must not use the communicator in between. Between steps the helper sleeps.
+ *  - progress "calls": the training thread, from the hook between sgemm pieces, and in
+ *    ddp_wait.
+ * Either way waiting polls (rdx_progress, rdx_test) with yields and growing naps rather
+ * than rdx_wait; ddp.c says why.
  */
 #ifndef RDX_TRAINER_DDP_H
 #define RDX_TRAINER_DDP_H
