@@ -4,10 +4,10 @@
  * use (so it measures what they will see, slot copies included).
  *
  *   alpha     half the round trip of an empty message (ping-pong)
- *   overhead  time per message of a stream of empty messages (as many in flight as credits
- *             allow), i.e. what one more pipelined message costs
- *   beta      time per byte of a stream of slot-sized messages, the sender copying into the
- *             slot and the receiver copying out (as a collective does)
+ *   overhead  time per message of a stream of empty messages both ways at once (as many in
+ *             flight as credits allow), i.e. what one more pipelined message costs
+ *   beta      time per byte of a stream of slot-sized messages both ways at once, the sender
+ *             copying into the slot and the receiver copying out (as a collective does)
  *   gamma     time per byte of a float32 sum of two 32 MiB vectors (local, rank 0)
  * Each is the median of several short batches (gamma: the best); the whole probe takes
  * well under a second on shared memory. All pairs (0,1), (2,3), ... probe at the
@@ -128,21 +128,53 @@ static rdx_status_t probe_pingpong(probe_t *p, int phase, int iters, double *rtt
     return RDX_SUCCESS;
 }
 
-/* The even rank of the pair streams count messages of len bytes, the odd one answers once at
- * the end; returns the elapsed time (start to answer) on the even rank. */
-static rdx_status_t probe_stream(probe_t *p, int phase, int count, size_t len, double *elapsed)
+/* Both ranks of the pair stream count messages of len bytes to each other at the same time,
+ * as the ranks of a collective do (a link is full duplex, and a transport that stalls when
+ * both directions are busy must show it here); returns the elapsed time. */
+static rdx_status_t probe_exchange(probe_t *p, int phase, int count, size_t len,
+                                   double *elapsed)
 {
-    double t0 = probe_now();
-    for (int i = 0; i < count; i++) {
-        if (p->ctx->rank % 2 == 0)
-            RDX_CHECK(probe_send(p, len, probe_tag(phase, (uint64_t)i)));
+    const rdx_coll_ctx_t *ctx = p->ctx;
+    int sent = 0, got = 0;
+    double t0 = probe_now(), since = t0;
+    while (sent < count || got < count) {
+        bool moved = false;
+        RDX_CHECK(probe_progress(p));
+        if (sent < count) {
+            void *slot;
+            RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, p->peer_tp, &slot));
+            if (slot) {
+                if (len)
+                    memcpy(slot, p->src, len);
+                RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, p->peer_tp, len,
+                                                   probe_tag(phase, (uint64_t)sent)));
+                sent++;
+                moved = true;
+            }
+        }
+        if (got < count) {
+            const void *buf;
+            size_t n;
+            uint64_t tag;
+            RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, p->peer_tp, &buf, &n, &tag));
+            if (buf) {
+                if (tag != probe_tag(phase, (uint64_t)got) || n != len)
+                    return rdx_err(RDX_ERR_MISMATCH, "rank %d: calibration: peer %d sent tag "
+                                   "%016llx len %zu, expected %016llx len %zu", ctx->rank,
+                                   p->peer, (unsigned long long)tag, n,
+                                   (unsigned long long)probe_tag(phase, (uint64_t)got), len);
+                if (len)
+                    memcpy(p->dst, buf, len);
+                RDX_CHECK(ctx->tp_ops->recv_release(ctx->tp, p->peer_tp));
+                got++;
+                moved = true;
+            }
+        }
+        if (moved)
+            since = probe_now();
         else
-            RDX_CHECK(probe_recv(p, len, probe_tag(phase, (uint64_t)i)));
+            RDX_CHECK(probe_wait(p, since));
     }
-    if (p->ctx->rank % 2 == 0)
-        RDX_CHECK(probe_recv(p, 0, probe_tag(phase, 0xffffff)));
-    else
-        RDX_CHECK(probe_send(p, 0, probe_tag(phase, 0xffffff)));
     *elapsed = probe_now() - t0;
     return RDX_SUCCESS;
 }
@@ -191,18 +223,18 @@ static rdx_status_t probe_run(probe_t *p, rdx_coll_model_t *m)
     RDX_CHECK(probe_pingpong(p, 1, 100, &rtt[0])); /* warm-up: connections, caches */
     for (int b = 0; b < PROBE_BATCHES; b++) {
         RDX_CHECK(probe_pingpong(p, 2, 200, &rtt[b]));
-        RDX_CHECK(probe_stream(p, 3, nsmall, 0, &small[b]));
-        RDX_CHECK(probe_stream(p, 4, nbig, len, &big[b]));
+        RDX_CHECK(probe_exchange(p, 3, nsmall, 0, &small[b]));
+        RDX_CHECK(probe_exchange(p, 4, nbig, len, &big[b]));
     }
     /* The median batch, not the best: with more ranks than cores (or other jobs) on a host,
      * being descheduled is part of what every message typically costs. */
     double r = median(rtt, PROBE_BATCHES), sm = median(small, PROBE_BATCHES);
     double bg = median(big, PROBE_BATCHES);
     m->alpha_s = r / 2;
-    m->overhead_s = (sm - r) / nsmall;
+    m->overhead_s = (sm - m->alpha_s) / nsmall;
     if (m->overhead_s < m->alpha_s / 20)
         m->overhead_s = m->alpha_s / 20;
-    double per_byte = (bg - r - nbig * m->overhead_s) / ((double)nbig * (double)len);
+    double per_byte = (bg - m->alpha_s - nbig * m->overhead_s) / ((double)nbig * (double)len);
     double floor = bg / ((double)nbig * (double)len) / 2;
     m->beta_s = per_byte > floor ? per_byte : floor;
     m->gamma_s = probe_gamma();

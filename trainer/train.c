@@ -316,7 +316,7 @@ static int trainer_save_weights(trainer_t *t)
 }
 
 /*
- * Test seam: RDX_TRAIN_INJECT_DIVERGENCE=RANK:STEP makes RANK nudge one weight after STEP,
+ * Test seam: TRAINER_INJECT_DIVERGENCE=RANK:STEP makes RANK nudge one weight after STEP,
  * so the tests can see the cross-rank weight check catch it. Never set in normal runs.
  */
 static void trainer_inject_divergence(trainer_t *t)
@@ -324,7 +324,7 @@ static void trainer_inject_divergence(trainer_t *t)
     static int parsed, rank = -1;
     static long step = -1;
     if (!parsed) {
-        const char *v = getenv("RDX_TRAIN_INJECT_DIVERGENCE");
+        const char *v = getenv("TRAINER_INJECT_DIVERGENCE");
         parsed = 1;
         if (v && sscanf(v, "%d:%ld", &rank, &step) != 2)
             rank = -1;

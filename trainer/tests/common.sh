@@ -1,11 +1,13 @@
 # Shared by the trainer's shell tests. Source after setting BUILD (the build directory).
-#   RDX_TRAIN_LAUNCHER  how to start N ranks: "$LAUNCHER N prog args" (default: rdx-run -n)
-#   RDX_TRAIN_BIN       the trainer binary (default: $BUILD/bin/rdx-train)
+#   TRAINER_TEST_LAUNCHER  how to start N ranks: "$LAUNCHER N prog args" (default: rdx-run -n)
+#   TRAINER_TEST_BIN       the trainer binary (default: $BUILD/bin/rdx-train)
+#   TRAINER_TEST_DATA      Fashion-MNIST directory (default: the Debian package's)
+# (not RDX_*: the library warns about RDX_ variables it does not know)
 set -euo pipefail
-LAUNCHER=${RDX_TRAIN_LAUNCHER:-"$BUILD/bin/rdx-run -n"}
-TRAIN=${RDX_TRAIN_BIN:-$BUILD/bin/rdx-train}
+LAUNCHER=${TRAINER_TEST_LAUNCHER:-"$BUILD/bin/rdx-run -n"}
+TRAIN=${TRAINER_TEST_BIN:-$BUILD/bin/rdx-train}
 CMP=$BUILD/tests/weights_cmp
-DATA=${RDX_TRAIN_DATA:-/usr/share/datasets/fashion-mnist}
+DATA=${TRAINER_TEST_DATA:-/usr/share/datasets/fashion-mnist}
 TMP=$(mktemp -d /tmp/rdx-train-test.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 export RDX_TIMEOUT_MS=${RDX_TIMEOUT_MS:-60000}

@@ -7,7 +7,7 @@ BUILD=$1
 . "$(dirname "$0")/common.sh"
 small=(--layers 784,16,10 --epochs 1 --batch 32 --train-limit 640 --test-limit 200 --quiet)
 
-RDX_TRAIN_INJECT_DIVERGENCE=1:3 train_fails 2 "$TMP/div.log" "${small[@]}" --check-every 5
+TRAINER_INJECT_DIVERGENCE=1:3 train_fails 2 "$TMP/div.log" "${small[@]}" --check-every 5
 grep -q "weights after step 5: ranks disagree: rank 0 has 0x[0-9a-f]*, different on rank 1" \
     "$TMP/div.log" || { cat "$TMP/div.log"; fail "divergence not reported with the rank"; }
 
@@ -18,7 +18,7 @@ r=\${RDX_RANK:-\${OMPI_COMM_WORLD_RANK:-0}}
 if [ "\$r" = 1 ]; then exec "$TRAIN" "\$@" --lr 0.2; else exec "$TRAIN" "\$@"; fi
 WRAP
 chmod +x "$TMP/skew.sh"
-RDX_TRAIN_BIN=$TMP/skew.sh TRAIN=$TMP/skew.sh train_fails 2 "$TMP/skew.log" "${small[@]}"
+TRAIN=$TMP/skew.sh train_fails 2 "$TMP/skew.log" "${small[@]}"
 grep -q "options (compare the rdx-train command lines): ranks disagree: .* different on rank 1" \
     "$TMP/skew.log" || { cat "$TMP/skew.log"; fail "option mismatch not reported"; }
 
