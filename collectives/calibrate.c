@@ -1,19 +1,20 @@
 /*
  * The calibration probe behind `rdx-info --calibrate`: measures the cost model's inputs on
- * the transport in use, between ranks 0 and 1, over the same FIFO interface the collectives
- * use (so it measures what they will see, slot copies included).
+ * the transport in use, over the same FIFO interface the collectives use (so it measures
+ * what they will see, slot copies included).
  *
- *   alpha     half the round trip of an empty message (ping-pong)
+ *   alpha     time per hop of an empty token passed around all ranks (0 -> 1 -> ... -> 0):
+ *             with two ranks half a ping-pong, with more ranks than cores it includes
+ *             waiting for the next rank to be scheduled, as every collective step does
  *   overhead  time per message of a stream of empty messages both ways at once (as many in
  *             flight as credits allow), i.e. what one more pipelined message costs
  *   beta      time per byte of a stream of slot-sized messages both ways at once, the sender
  *             copying into the slot and the receiver copying out (as a collective does)
  *   gamma     time per byte of a float32 sum of two 32 MiB vectors (local, rank 0)
  * Each is the median of several short batches (gamma: the best); the whole probe takes
- * well under a second on shared memory. All pairs (0,1), (2,3), ... probe at the
- * same time: with more ranks than cores on a host, the switching between them is part of
- * what a collective pays, and so part of the measured alpha (run the probe with the number of
- * ranks per host the jobs use). Rank 0's values are the result.
+ * well under a second on shared memory. The exchanges run in all pairs (0,1), (2,3), ... at
+ * the same time, the token through all ranks: run the probe with the layout the jobs use
+ * (ranks per host). Rank 0's values are the result.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -34,7 +35,8 @@ static double probe_now(void)
 
 typedef struct probe {
     const rdx_coll_ctx_t *ctx;
-    int peer, peer_tp;
+    int peer, peer_tp;          /* the pair partner (rank ^ 1), or -1 */
+    int left, right;            /* token-ring neighbours */
     double deadline;
     unsigned char *src, *dst;   /* payload source (sender) and sink (receiver) */
 } probe_t;
@@ -53,13 +55,13 @@ static rdx_status_t probe_progress(probe_t *p)
 /* Nothing arrived (or no credit) even after a progress call: spin briefly, then let the
  * transport yield or block. The caller calls progress again before it looks again, so a
  * message that the progress call itself delivered is seen before any sleep. */
-static rdx_status_t probe_wait(probe_t *p, double since)
+static rdx_status_t probe_wait(probe_t *p, int peer, double since)
 {
     const rdx_coll_ctx_t *ctx = p->ctx;
     double t = probe_now();
     if (t > p->deadline)
         return rdx_err(RDX_ERR_TIMEOUT, "rank %d: calibration: peer %d did not answer in time",
-                       ctx->rank, p->peer);
+                       ctx->rank, peer);
     if (t - since > PROBE_SPIN_S) {
         if (ctx->tp_ops->idle)
             RDX_CHECK(ctx->tp_ops->idle(ctx->tp, 1000));
@@ -69,62 +71,68 @@ static rdx_status_t probe_wait(probe_t *p, double since)
     return RDX_SUCCESS;
 }
 
-static rdx_status_t probe_send(probe_t *p, size_t len, uint64_t tag)
+static rdx_status_t probe_send(probe_t *p, int peer, size_t len, uint64_t tag)
 {
     const rdx_coll_ctx_t *ctx = p->ctx;
+    int tp = rdx_coll_peer(ctx, peer);
     double since = probe_now();
     for (;;) {
         void *slot;
-        RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, p->peer_tp, &slot));
+        RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, tp, &slot));
         if (slot) {
             if (len)
                 memcpy(slot, p->src, len);
-            RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, p->peer_tp, len, tag));
+            RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, tp, len, tag));
             return probe_progress(p); /* start moving it now */
         }
-        RDX_CHECK(probe_wait(p, since));
+        RDX_CHECK(probe_wait(p, peer, since));
         RDX_CHECK(probe_progress(p));
     }
 }
 
-static rdx_status_t probe_recv(probe_t *p, size_t len, uint64_t tag)
+static rdx_status_t probe_recv(probe_t *p, int peer, size_t len, uint64_t tag)
 {
     const rdx_coll_ctx_t *ctx = p->ctx;
+    int tp = rdx_coll_peer(ctx, peer);
     double since = probe_now();
     for (;;) {
         const void *buf;
         size_t got;
         uint64_t t;
-        RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, p->peer_tp, &buf, &got, &t));
+        RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, tp, &buf, &got, &t));
         if (buf) {
             if (t != tag || got != len)
                 return rdx_err(RDX_ERR_MISMATCH, "rank %d: calibration: peer %d sent tag "
-                               "%016llx len %zu, expected %016llx len %zu: both must run the "
-                               "probe", ctx->rank, p->peer, (unsigned long long)t, got,
+                               "%016llx len %zu, expected %016llx len %zu: every rank must run "
+                               "the probe", ctx->rank, peer, (unsigned long long)t, got,
                                (unsigned long long)tag, len);
             if (len)
                 memcpy(p->dst, buf, len);
-            return ctx->tp_ops->recv_release(ctx->tp, p->peer_tp);
+            return ctx->tp_ops->recv_release(ctx->tp, tp);
         }
-        RDX_CHECK(probe_wait(p, since));
+        RDX_CHECK(probe_wait(p, peer, since));
         RDX_CHECK(probe_progress(p));
     }
 }
 
-/* iters round trips of empty messages; returns the time per round trip. */
-static rdx_status_t probe_pingpong(probe_t *p, int phase, int iters, double *rtt)
+/* An empty token passed around all ranks `rounds` times; returns the time per hop. With
+ * every rank taking part, a hop costs what it costs inside a collective, including waiting
+ * for a descheduled rank when there are more ranks than cores. */
+static rdx_status_t probe_token(probe_t *p, int phase, int rounds, double *hop)
 {
+    int n = p->ctx->size;
     double t0 = probe_now();
-    for (int i = 0; i < iters; i++) {
-        if (p->ctx->rank % 2 == 0) {
-            RDX_CHECK(probe_send(p, 0, probe_tag(phase, (uint64_t)i)));
-            RDX_CHECK(probe_recv(p, 0, probe_tag(phase, (uint64_t)i)));
+    for (int i = 0; i < rounds; i++) {
+        uint64_t tag = probe_tag(phase, (uint64_t)i);
+        if (p->ctx->rank == 0) {
+            RDX_CHECK(probe_send(p, p->right, 0, tag));
+            RDX_CHECK(probe_recv(p, p->left, 0, tag));
         } else {
-            RDX_CHECK(probe_recv(p, 0, probe_tag(phase, (uint64_t)i)));
-            RDX_CHECK(probe_send(p, 0, probe_tag(phase, (uint64_t)i)));
+            RDX_CHECK(probe_recv(p, p->left, 0, tag));
+            RDX_CHECK(probe_send(p, p->right, 0, tag));
         }
     }
-    *rtt = (probe_now() - t0) / iters;
+    *hop = (probe_now() - t0) / ((double)rounds * n);
     return RDX_SUCCESS;
 }
 
@@ -173,7 +181,7 @@ static rdx_status_t probe_exchange(probe_t *p, int phase, int count, size_t len,
         if (moved)
             since = probe_now();
         else
-            RDX_CHECK(probe_wait(p, since));
+            RDX_CHECK(probe_wait(p, p->peer, since));
     }
     *elapsed = probe_now() - t0;
     return RDX_SUCCESS;
@@ -217,28 +225,32 @@ static double median(double *v, int n)
 static rdx_status_t probe_run(probe_t *p, rdx_coll_model_t *m)
 {
     size_t len = p->ctx->slot_bytes;
-    int nbig = (int)((32u << 20) / len), nsmall = 2000;
+    int n = p->ctx->size, nbig = (int)((32u << 20) / len), nsmall = 2000;
+    int rounds = 400 / n > 10 ? 400 / n : 10;
     nbig = nbig < 16 ? 16 : nbig;
-    double rtt[PROBE_BATCHES], small[PROBE_BATCHES], big[PROBE_BATCHES];
-    RDX_CHECK(probe_pingpong(p, 1, 100, &rtt[0])); /* warm-up: connections, caches */
+    double hop[PROBE_BATCHES], small[PROBE_BATCHES], big[PROBE_BATCHES];
+    RDX_CHECK(probe_token(p, 1, rounds / 4 + 1, &hop[0])); /* warm-up: connections, caches */
     for (int b = 0; b < PROBE_BATCHES; b++) {
-        RDX_CHECK(probe_pingpong(p, 2, 200, &rtt[b]));
+        RDX_CHECK(probe_token(p, 2, rounds, &hop[b]));
+        if (p->peer < 0)
+            continue; /* the last of an odd number of ranks has no pair */
         RDX_CHECK(probe_exchange(p, 3, nsmall, 0, &small[b]));
         RDX_CHECK(probe_exchange(p, 4, nbig, len, &big[b]));
     }
     /* The median batch, not the best: with more ranks than cores (or other jobs) on a host,
      * being descheduled is part of what every message typically costs. */
-    double r = median(rtt, PROBE_BATCHES), sm = median(small, PROBE_BATCHES);
-    double bg = median(big, PROBE_BATCHES);
-    m->alpha_s = r / 2;
+    m->alpha_s = median(hop, PROBE_BATCHES);
+    m->gamma_s = probe_gamma();
+    if (p->peer < 0)
+        return RDX_SUCCESS;
+    double sm = median(small, PROBE_BATCHES), bg = median(big, PROBE_BATCHES);
     m->overhead_s = (sm - m->alpha_s) / nsmall;
     if (m->overhead_s < m->alpha_s / 20)
         m->overhead_s = m->alpha_s / 20;
     double per_byte = (bg - m->alpha_s - nbig * m->overhead_s) / ((double)nbig * (double)len);
     double floor = bg / ((double)nbig * (double)len) / 2;
     m->beta_s = per_byte > floor ? per_byte : floor;
-    m->gamma_s = probe_gamma();
-    snprintf(m->source, sizeof(m->source), "probe: %d x %zu B stream, 200-round ping-pong",
+    snprintf(m->source, sizeof(m->source), "probe: %d-rank token ring, %d x %zu B exchange", n,
              nbig, len);
     return RDX_SUCCESS;
 }
@@ -247,12 +259,14 @@ rdx_status_t rdx_coll_calibrate(const rdx_coll_ctx_t *ctx, long timeout_ms,
                                 rdx_coll_model_t *out)
 {
     memset(out, 0, sizeof(*out));
-    if ((ctx->rank ^ 1) >= ctx->size) { /* one rank, or the last of an odd number */
+    if (ctx->size < 2) {
         out->gamma_s = probe_gamma();
         return RDX_SUCCESS;
     }
-    probe_t p = {.ctx = ctx, .peer = ctx->rank ^ 1};
-    p.peer_tp = rdx_coll_peer(ctx, p.peer);
+    probe_t p = {.ctx = ctx, .peer = (ctx->rank ^ 1) < ctx->size ? ctx->rank ^ 1 : -1,
+                 .left = coll_mod(ctx->rank - 1, ctx->size),
+                 .right = (ctx->rank + 1) % ctx->size};
+    p.peer_tp = p.peer < 0 ? -1 : rdx_coll_peer(ctx, p.peer);
     p.deadline = probe_now() + (double)timeout_ms / 1000;
     p.src = malloc(ctx->slot_bytes);
     p.dst = malloc(ctx->slot_bytes);

@@ -30,13 +30,14 @@ const char *rdx_coll_kind_name(rdx_coll_kind_t kind);
 
 /* Inputs of the alpha-beta-gamma cost model (select.c): alpha = seconds per message on the
  * critical path, overhead = seconds per extra message of a pipelined stream, beta = seconds
- * per byte moved over one link, gamma = seconds per byte reduced. Identical on every rank
+ * per byte moved over one link (both directions busy, as in a collective), gamma = seconds
+ * per byte reduced. Identical on every rank
  * (rank 0's values are broadcast by rdx_coll_tune), because every rank must pick the same
  * algorithm. */
 typedef struct rdx_coll_model {
     double alpha_s;      /* one-way latency of a small message */
     double overhead_s;   /* per-message cost that pipelining does not hide (message rate) */
-    double beta_s;
+    double beta_s;       /* per byte of a stream of messages (pipelined chunks) */
     double gamma_s;
     char source[96];     /* "built-in defaults", "transport estimate", "calibration FILE" */
 } rdx_coll_model_t;
@@ -189,8 +190,8 @@ void rdx_coll_print_table(const rdx_coll_ctx_t *ctx, int algo_setting, FILE *out
 
 /* ---- calibration probe (calibrate.c) ---------------------------------------------------- */
 
-/* Measures alpha, overhead and beta over ctx's transport (ping-pong and streams of empty and
- * slot-sized messages between ranks 0 and 1, and at the same time 2 and 3, ...) and gamma
+/* Measures alpha (an empty token around all ranks), overhead and beta (streams both ways
+ * between ranks 0 and 1, and at the same time 2 and 3, ...) over ctx's transport, and gamma
  * locally; every rank of the communicator must call it. Blocks (with timeout_ms) and drives
  * tp progress itself, so no collective may be outstanding. Rank 0's result is the one to
  * keep. */

@@ -111,7 +111,8 @@ static double cost_dtree(const cost_in_t *c)
 {
     double half = c->N / 2, s = half < c->s ? half : c->s, M = chunks(half, s);
     int D = coll_log2_ceil(c->n);
-    return 2 * D * (c->a + s * c->b + s * c->g) + (M - 1) * (4 * (c->o + s * c->b) + 2 * s * c->g);
+    return 2 * D * (c->a + s * c->b + s * c->g) +
+           (M - 1) * (4 * (c->o + s * c->b) + 2 * s * c->g);
 }
 
 static double cost_rd(const cost_in_t *c)
@@ -121,18 +122,25 @@ static double cost_rd(const cost_in_t *c)
     return h * (c->a + s * c->b + s * c->g) + (M - 1) * h * (c->o + s * c->b + s * c->g);
 }
 
+/* One exchange step of `bytes` in chunks of s: the first chunk alone, the rest streaming. */
+static double step_cost(const cost_in_t *c, double bytes, double per_byte_extra)
+{
+    double s = bytes < c->s ? bytes : c->s, M = chunks(bytes, s);
+    return c->a + s * (c->b + per_byte_extra) + (M - 1) * (c->o + s * (c->b + per_byte_extra));
+}
+
 static double cost_rabenseifner(const cost_in_t *c)
 {
     int L = coll_log2_floor(c->n), p = 1 << L, f = c->n != p;
-    double msgs = 0;
+    double t = 0;
+    /* halving steps reduce what they receive; the doubling steps copy it in, and copy from
+     * recvbuf into the slot to send (not fused like the ring's): costed like reduction
+     * passes (memory-bound, both) */
     for (int i = 0; i < L; i++)
-        msgs += 2 * chunks(c->N / (2 << i), c->s);
-    double fold_msgs = f ? 2 * chunks(c->N, c->s) : 0;
-    /* The allgather half copies from recvbuf into the slot (not fused like the ring's): one
-     * more pass over (p-1)/p N, costed like a reduction pass (memory-bound both). */
-    return (2 * L + 2 * f) * c->a + (msgs + fold_msgs - 2 * L - 2 * f) * c->o +
-           2.0 * (p - 1) / p * c->N * c->b + 2.0 * (p - 1) / p * c->N * c->g +
-           f * (2 * c->N * c->b + c->N * c->g);
+        t += step_cost(c, c->N / (2 << i), c->g) + step_cost(c, c->N / (2 << i), c->g);
+    if (f)
+        t += step_cost(c, c->N, c->g) + step_cost(c, c->N, 0);
+    return t;
 }
 
 static double cost_tree_bcast(const cost_in_t *c)
@@ -158,7 +166,8 @@ static double cost_tree_reduce(const cost_in_t *c)
 static double cost_chain_reduce(const cost_in_t *c)
 {
     double s = c->N < c->s ? c->N : c->s, M = chunks(c->N, s);
-    return (c->n - 1) * (c->a + s * c->b + s * c->g) + (M - 1) * (c->o + s * c->b + s * c->g);
+    return (c->n - 1) * (c->a + s * c->b + s * c->g) +
+           (M - 1) * (c->o + s * c->b + s * c->g);
 }
 
 static double cost_barrier(const cost_in_t *c) { return coll_log2_ceil(c->n) * c->a; }

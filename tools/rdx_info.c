@@ -20,10 +20,10 @@ static void usage(FILE *out)
             "Prints the transports and devices found, the reduction kernels chosen, the\n"
             "calibration file and every RDX_* setting with its effective value, default and\n"
             "meaning.\n"
-            "--calibrate: measures latency, per-message overhead and bandwidth between ranks 0\n"
-            "and 1 (pairs 2-3, ... probe at the same time, so run it with as many ranks per\n"
-            "host as your jobs use) over the configured transport, and the local reduction\n"
-            "speed, and writes\n"
+            "--calibrate: measures the latency of a hop (a token around all ranks), the\n"
+            "per-message overhead and the bandwidth (streams both ways between ranks 0 and 1,\n"
+            "2 and 3, ...) over the configured transport, and the local reduction speed\n"
+            "(run it with the rank layout your jobs use), and writes\n"
             "them to the calibration file (default $XDG_CACHE_HOME/rdx/calibration, else\n"
             "~/.cache/rdx/calibration; one line per transport class, e.g. ucx:shm, ucx:tcp),\n"
             "which every communicator reads at init to choose algorithms. Run it once per\n"
@@ -82,9 +82,9 @@ static int calibrate_report(rdx_comm_t *comm, rdx_coll_model_t *m, const char *f
 {
     char key[96], buf[512];
     rdx_coll_calibration_key(&comm->props, key, sizeof(key));
-    printf("rdx-info --calibrate: %s (%s), ranks 0 and 1 of %d (all pairs probing)\n", key,
-           comm->props.detail, comm->size);
-    printf("  alpha    %.3f us   (one-way latency; transport's estimate %.3f us)\n",
+    printf("rdx-info --calibrate: %s (%s), %d ranks\n", key, comm->props.detail, comm->size);
+    printf("  alpha    %.3f us   (per hop of a token around all ranks; transport's estimate "
+           "%.3f us)\n",
            m->alpha_s * 1e6, comm->props.latency_us);
     printf("  overhead %.3f us   (per pipelined message)\n", m->overhead_s * 1e6);
     printf("  beta     %.4f ns/B = %.2f GB/s per link (transport's estimate %.2f GB/s)\n",
