@@ -56,10 +56,9 @@
 
 #include "src/error.h"
 #include "src/log.h"
+#include "transport/ucx_wire.h"
 
-#define UCX_MAGIC 0x55584452u /* "RDXU" little-endian */
 #define UCX_WIRE_VERSION 1u
-#define UCX_LINE 64
 #define UCX_PAGE 4096
 #define UCX_CTRL_BYTES 128         /* head alone on an adjacent-line-prefetch pair */
 #define UCX_HOSTID_MAX 192
@@ -76,17 +75,7 @@ typedef struct ucx_ctrl {
     char pad[UCX_CTRL_BYTES - sizeof(uint64_t)];
 } ucx_ctrl_t;
 
-/* A small message travels inside its header: the receiver then touches one cache line. */
-#define UCX_INLINE_MAX 40
-
-typedef struct ucx_slot_hdr {
-    uint64_t seq; /* message number + 1 once the slot holds it */
-    uint32_t len;
-    uint32_t inl; /* 1: the payload is in data[], not in the slot */
-    uint64_t tag;
-    uint64_t data[UCX_INLINE_MAX / sizeof(uint64_t)]; /* 8-byte aligned for any dtype */
-} ucx_slot_hdr_t;
-_Static_assert(sizeof(ucx_slot_hdr_t) == UCX_LINE, "slot header is one cache line");
+/* Slot header and active-message headers: transport/ucx_wire.h. */
 
 typedef struct ucx_slab_hdr {
     uint64_t magic;
@@ -94,20 +83,6 @@ typedef struct ucx_slab_hdr {
     uint64_t nonce; /* proves a mapping shows the peer's slab, not some other segment */
     char pad[UCX_LINE - 3 * sizeof(uint64_t)];
 } ucx_slab_hdr_t;
-
-typedef struct ucx_am_data_hdr {
-    uint32_t src;
-    uint32_t len;
-    uint64_t seq;
-    uint64_t tag;
-    uint64_t credit; /* sender's head for the receiver's messages: piggybacked credit */
-} ucx_am_data_hdr_t;
-
-typedef struct ucx_am_ctl_hdr {
-    uint32_t src;
-    uint32_t magic;
-    uint64_t value; /* CREDIT: cumulative head */
-} ucx_am_ctl_hdr_t;
 
 /* Exchanged at create; everything a rank must agree on or needs to reach another. */
 typedef struct ucx_info {
@@ -395,7 +370,7 @@ static void ucx_rndv_done(void *request, ucs_status_t status, size_t length, voi
 
 static ucx_peer_t *ucx_am_peer(rdx_tp_t *tp, uint32_t src, const char *what)
 {
-    if (src >= (uint32_t)tp->size || (int)src == tp->rank) {
+    if (!rdx_ucx_wire_src_ok(src, tp->rank, tp->size)) {
         ucx_fatal(tp, RDX_ERR_TRANSPORT, "rank %d: ucx recv %s: peer %u: not a peer rank",
                   tp->rank, what, src);
         return NULL;
@@ -405,8 +380,7 @@ static ucx_peer_t *ucx_am_peer(rdx_tp_t *tp, uint32_t src, const char *what)
 
 static void ucx_credit_update(ucx_peer_t *p, uint64_t head)
 {
-    if (head > p->tx_credit && head <= p->tx_tail)
-        p->tx_credit = head;
+    p->tx_credit = rdx_ucx_credit_next(p->tx_credit, p->tx_tail, head);
 }
 
 static ucs_status_t ucx_rndv_start(rdx_tp_t *tp, ucx_peer_t *p, uint64_t seq, void *desc,
@@ -445,19 +419,19 @@ static ucs_status_t ucx_am_data_cb(void *arg, const void *header, size_t header_
 {
     rdx_tp_t *tp = arg;
     ucx_am_data_hdr_t h;
-    if (header_length != sizeof(h)) {
+    if (rdx_ucx_am_data_decode(header, header_length, &h) != RDX_UCX_WIRE_OK) {
         ucx_fatal(tp, RDX_ERR_TRANSPORT, "rank %d: ucx recv data: header of %zu bytes",
                   tp->rank, header_length);
         return UCS_OK;
     }
-    memcpy(&h, header, sizeof(h));
     ucx_peer_t *p = ucx_am_peer(tp, h.src, "data");
     if (!p)
         return UCS_OK;
     ucx_credit_update(p, h.credit);
     /* The sender never has more than `slots` messages beyond our head. */
-    if (!p->am_in || h.seq == 0 || h.seq - 1 - p->rx_head >= (uint64_t)tp->slots ||
-        h.len > tp->slot_bytes || length != h.len) {
+    if (!p->am_in ||
+        rdx_ucx_am_data_admit(&h, length, p->rx_head, tp->slots, tp->slot_bytes) !=
+            RDX_UCX_WIRE_OK) {
         ucx_fatal(tp, RDX_ERR_TRANSPORT,
                   "rank %d: ucx recv data: peer %d: bad message seq %" PRIu64 " len %u/%zu "
                   "(head %" PRIu64 ", %d slots of %zu)",
@@ -491,16 +465,16 @@ static ucs_status_t ucx_am_ctl_cb(void *arg, const void *header, size_t header_l
     (void)param;
     rdx_tp_t *tp = arg;
     ucx_am_ctl_hdr_t h;
-    if (header_length != sizeof(h) || length != 0) {
+    rdx_ucx_wire_status_t ws = rdx_ucx_am_ctl_decode(header, header_length, length, &h);
+    if (ws == RDX_UCX_WIRE_BAD_SIZE) {
         ucx_fatal(tp, RDX_ERR_TRANSPORT, "rank %d: ucx recv control: header %zu data %zu bytes",
                   tp->rank, header_length, length);
         return UCS_OK;
     }
-    memcpy(&h, header, sizeof(h));
     ucx_peer_t *p = ucx_am_peer(tp, h.src, "control");
     if (!p)
         return UCS_OK;
-    if (h.magic != UCX_MAGIC) {
+    if (ws != RDX_UCX_WIRE_OK) {
         ucx_fatal(tp, RDX_ERR_TRANSPORT, "rank %d: ucx recv control: peer %d: bad magic 0x%x",
                   tp->rank, p->rank, h.magic);
         return UCS_OK;
@@ -1479,11 +1453,13 @@ static rdx_status_t ucx_recv_peek(rdx_tp_t *tp, int peer, const void **buf, size
             return ucx_peer_lost_err(tp, "recv_peek", p);
         return RDX_SUCCESS;
     }
-    if (h->len > tp->slot_bytes || (h->inl && h->len > UCX_INLINE_MAX))
+    /* Read once: on shared memory the sender could rewrite the header after the check. */
+    uint32_t hlen = *(volatile uint32_t *)&h->len, inl = *(volatile uint32_t *)&h->inl;
+    if (rdx_ucx_slot_check(hlen, inl, tp->slot_bytes) != RDX_UCX_WIRE_OK)
         return rdx_err(RDX_ERR_TRANSPORT, "rank %d: ucx recv_peek: peer %d: message of %u "
-                       "bytes in a slot of %zu", tp->rank, peer, h->len, tp->slot_bytes);
-    *buf = h->inl ? (const void *)h->data : (const void *)(p->rx_data + slot * tp->stride);
-    *len = h->len;
+                       "bytes in a slot of %zu", tp->rank, peer, hlen, tp->slot_bytes);
+    *buf = inl ? (const void *)h->data : (const void *)(p->rx_data + slot * tp->stride);
+    *len = hlen;
     *tag = h->tag;
     return RDX_SUCCESS;
 }
