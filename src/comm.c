@@ -51,7 +51,7 @@ static rdx_status_t comm_connect(rdx_comm_t *comm)
         memset(&comm->props, 0, sizeof(comm->props));
         comm->props.name = ops->name;
         snprintf(comm->props.detail, sizeof(comm->props.detail), "single rank, no transport");
-        return RDX_SUCCESS;
+        return rdx_coll_tune(&comm->ctx, NULL, NULL, NULL, s->algo);
     }
     rdx_tp_params_t tp = {
         .rank = comm->rank, .size = comm->size, .slot_bytes = s->chunk_bytes,
@@ -61,6 +61,10 @@ static rdx_status_t comm_connect(rdx_comm_t *comm)
     ops->props(comm->ctx.tp, &comm->props);
     comm->ctx.slot_bytes = comm->props.slot_bytes;
     comm->ctx.slots = comm->props.slots;
+    /* The cost model (rank 0's calibration line for this transport, else the transport's
+     * estimate) goes to every rank, and the choice per (collective, size) is resolved once
+     * here: every rank must pick the same algorithm, and no call pays for the model. */
+    RDX_CHECK(rdx_coll_tune(&comm->ctx, &comm->props, NULL, comm->bs, s->algo));
     return rdx_bootstrap_barrier(comm->bs);
 }
 
@@ -69,20 +73,21 @@ static void comm_print_info(const rdx_comm_t *comm)
     if (comm->rank != 0 || rdx_log_level() < RDX_LOG_INFO)
         return;
     rdx_log_info("rdx %d.%d.%d: %d ranks, transport %s (%s), slots %d x %zu B, kernels %s, "
-                 "allreduce algorithm %s", RDX_VERSION_MAJOR, RDX_VERSION_MINOR,
-                 RDX_VERSION_PATCH, comm->size, comm->props.name, comm->props.detail,
-                 comm->ctx.slots, comm->ctx.slot_bytes, rdx_reduce_isa(),
-                 comm->settings.algo == RDX_ALGO_AUTO ? "auto (ring for every size)"
-                                                      : rdx_algo_name(comm->settings.algo));
+                 "RDX_ALGO=%s", RDX_VERSION_MAJOR, RDX_VERSION_MINOR, RDX_VERSION_PATCH,
+                 comm->size, comm->props.name, comm->props.detail, comm->ctx.slots,
+                 comm->ctx.slot_bytes, rdx_reduce_isa(), rdx_algo_name(comm->settings.algo));
     char *line = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&line, &len);
     if (f) {
         rdx_settings_print(&comm->settings, f, 0);
         fclose(f);
+        if (len && line[len - 1] == '\n')
+            line[len - 1] = '\0';
         rdx_log_info("config:%s", line);
         free(line);
     }
+    rdx_coll_log_table(&comm->ctx, comm->settings.algo);
 }
 
 static void comm_free(rdx_comm_t *comm)
