@@ -22,8 +22,15 @@ typedef enum {
     RDX_COLL_ALLGATHER,
     RDX_COLL_BROADCAST,
     RDX_COLL_REDUCE,
-    RDX_COLL_BARRIER
+    RDX_COLL_BARRIER,
+    RDX_COLL_SEND,          /* point-to-point (p2p.c): args.root is the peer; not chosen */
+    RDX_COLL_RECV           /* by the cost model, so after BARRIER (outside the cache) */
 } rdx_coll_kind_t;
+
+static inline bool rdx_coll_kind_is_p2p(rdx_coll_kind_t kind)
+{
+    return kind == RDX_COLL_SEND || kind == RDX_COLL_RECV;
+}
 
 /* "allreduce", "reduce_scatter", ... */
 const char *rdx_coll_kind_name(rdx_coll_kind_t kind);
@@ -73,6 +80,9 @@ typedef struct rdx_coll_ctx {
                             sharing the transport (split) is a mismatch, never accepted */
     rdx_coll_model_t model; /* cost model inputs (rdx_coll_tune); all zero: built-in defaults */
     rdx_coll_cache_t cache; /* choices resolved at init (rdx_coll_tune, rdx_comm_split) */
+    struct rdx_p2p_state *p2p; /* per-peer send/recv sequence numbers (p2p.c); allocated at
+                                  the first send or recv, owned by this ctx only (a split
+                                  copies the pointer: p2p.c notices and makes its own) */
 } rdx_coll_ctx_t;
 
 /* The transport peer of communicator rank r. */
@@ -128,6 +138,21 @@ extern const rdx_coll_algo_t rdx_algo_chain_reduce;        /* tree.c: pipelined 
 extern const rdx_coll_algo_t rdx_algo_rd_allreduce;        /* rd.c: recursive doubling */
 extern const rdx_coll_algo_t rdx_algo_rabenseifner_allreduce; /* rabenseifner.c */
 extern const rdx_coll_algo_t rdx_algo_dissemination_barrier;  /* barrier.c */
+
+/* ---- point-to-point (p2p.c) -------------------------------------------------------------- */
+
+extern const rdx_coll_algo_t rdx_algo_p2p_send;             /* p2p.c */
+extern const rdx_coll_algo_t rdx_algo_p2p_recv;             /* p2p.c */
+
+/* Starts a send (args->kind RDX_COLL_SEND: sendbuf, count, dtype to communicator rank
+ * args->root) or a receive (RDX_COLL_RECV: into recvbuf from rank args->root) in op, with
+ * the pair's next sequence number in op->seq. Only the oldest unfinished send to a peer
+ * moves (likewise receives), so sends to one peer never interleave their chunks; sends and
+ * receives with different peers, and a send and a receive with the same peer, all move at
+ * once. The caller validated the arguments. */
+rdx_status_t rdx_p2p_start(rdx_coll_ctx_t *ctx, const rdx_coll_args_t *args, rdx_coll_op_t *op);
+/* Frees ctx's p2p sequence numbers (no-op if none, or if they belong to another ctx). */
+void rdx_p2p_state_free(rdx_coll_ctx_t *ctx);
 
 /* Prepares op for args: chooses the algorithm (RDX_ALGO or the cost model), computes the
  * fingerprint, and starts it. */

@@ -69,6 +69,8 @@ const char *rdx_coll_kind_name(rdx_coll_kind_t kind)
     case RDX_COLL_BROADCAST: return "broadcast";
     case RDX_COLL_REDUCE: return "reduce";
     case RDX_COLL_BARRIER: return "barrier";
+    case RDX_COLL_SEND: return "send";
+    case RDX_COLL_RECV: return "recv";
     }
     return "?";
 }

@@ -101,6 +101,7 @@ static void comm_free(rdx_comm_t *comm)
         comm->free_reqs = r->next;
         free(r);
     }
+    rdx_p2p_state_free(&comm->ctx);
     free(comm);
 }
 

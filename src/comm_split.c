@@ -157,6 +157,7 @@ rdx_status_t rdx_comm_split_destroy(rdx_comm_t *child)
         child->free_reqs = r->next;
         free(r);
     }
+    rdx_p2p_state_free(&child->ctx);
     free(child->peer_map);
     free(child);
     return st;

@@ -32,6 +32,13 @@ static inline void cpu_relax(void)
 
 static void op_label(const rdx_request_t *r, char *buf, size_t len)
 {
+    if (rdx_coll_kind_is_p2p(r->op.args.kind)) {
+        snprintf(buf, len, "%s #%u %s peer %d (%s count %zu)", r->op.args.kind == RDX_COLL_SEND
+                 ? "rdx_send" : "rdx_recv", r->op.seq, r->op.args.kind == RDX_COLL_SEND ?
+                 "to" : "from", r->op.args.root, rdx_dtype_name(r->op.args.dtype),
+                 r->op.args.count);
+        return;
+    }
     snprintf(buf, len, "%s #%u (%s %s count %zu root %d)", rdx_coll_kind_name(r->op.args.kind),
              r->op.seq, rdx_dtype_name(r->op.args.dtype), rdx_op_name(r->op.args.op),
              r->op.args.count, r->op.args.root);
@@ -53,6 +60,34 @@ static rdx_status_t comm_break(rdx_comm_t *comm, rdx_status_t st)
     return st;
 }
 
+/* Point-to-point operations queued one after another form a run whose members all move at
+ * once (p2p.c orders them per peer and direction); a run at the head is driven as a whole
+ * and its finished members leave the queue wherever they are in it. */
+static rdx_status_t p2p_run_progress(rdx_comm_t *comm, bool *progressed)
+{
+    rdx_request_t **link = &comm->head, *prev = NULL;
+    while (*link && rdx_coll_kind_is_p2p((*link)->op.args.kind)) {
+        rdx_request_t *r = *link;
+        bool moved = false, done = false;
+        rdx_status_t st = r->op.algo->progress(&comm->ctx, &r->op, &moved, &done);
+        *progressed |= moved;
+        if (st != RDX_SUCCESS)
+            return st;
+        if (!done) {
+            prev = r;
+            link = &r->next;
+            continue;
+        }
+        r->done = true;
+        r->status = RDX_SUCCESS;
+        *link = r->next;
+        if (comm->tail == r)
+            comm->tail = prev;
+        r->next = NULL;
+    }
+    return RDX_SUCCESS;
+}
+
 rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed)
 {
     *progressed = false;
@@ -67,6 +102,14 @@ rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed)
     }
     while (comm->head) {
         rdx_request_t *r = comm->head;
+        if (rdx_coll_kind_is_p2p(r->op.args.kind)) {
+            rdx_status_t st = p2p_run_progress(comm, progressed);
+            if (st != RDX_SUCCESS)
+                return comm_break(comm, st);
+            if (comm->head && rdx_coll_kind_is_p2p(comm->head->op.args.kind))
+                break; /* the run is still going: what follows it waits */
+            continue;
+        }
         bool moved = false, done = false;
         rdx_status_t st = r->op.algo->progress(&comm->ctx, &r->op, &moved, &done);
         *progressed |= moved;
@@ -404,4 +447,112 @@ rdx_status_t rdx_progress(rdx_comm_t *comm)
         return RDX_ERR_INVALID_ARG;
     bool progressed;
     return rdx_comm_progress(comm, &progressed);
+}
+
+/* ---- point-to-point (collectives/p2p.c; ordering rule in rdx.h) ------------------------ */
+
+static rdx_status_t p2p_check(const rdx_comm_t *comm, const rdx_coll_args_t *a)
+{
+    const char *what = a->kind == RDX_COLL_SEND ? "send" : "recv";
+    if ((unsigned)a->dtype >= RDX_DTYPE_COUNT)
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: unknown dtype %d", a->root, (int)a->dtype);
+    if (a->root < 0 || a->root >= comm->size)
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d is not a rank of this communicator "
+                       "(size %d)", a->root, comm->size);
+    if (a->root == comm->rank)
+        return rdx_err(RDX_ERR_UNSUPPORTED, "peer %d is this rank: a rank cannot %s itself "
+                       "(copy the buffer instead)", a->root, a->kind == RDX_COLL_SEND
+                       ? "send to" : "receive from");
+    if (a->count > SIZE_MAX / 2 / rdx_dtype_size(a->dtype))
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: count %zu of %s overflows the byte size",
+                       a->root, a->count, rdx_dtype_name(a->dtype));
+    if (a->count && !(a->kind == RDX_COLL_SEND ? a->sendbuf : a->recvbuf))
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: %s buffer is NULL with count %zu",
+                       a->root, what, a->count);
+    return RDX_SUCCESS;
+}
+
+/* Validates, starts and queues one send or receive in r. */
+static rdx_status_t p2p_post(rdx_comm_t *comm, rdx_request_t *r, const char *opname,
+                             const rdx_coll_args_t *args)
+{
+    rdx_err_clear();
+    rdx_status_t st = p2p_check(comm, args);
+    if (st != RDX_SUCCESS)
+        return rdx_comm_fail(comm, opname, st);
+    if (comm->broken) {
+        rdx_err(comm->broken, "the communicator failed earlier: %s", comm->last_error);
+        return comm->broken;
+    }
+    r->comm = comm;
+    r->done = false;
+    r->status = RDX_SUCCESS;
+    r->next = NULL;
+    st = rdx_p2p_start(&comm->ctx, args, &r->op);
+    if (st != RDX_SUCCESS)
+        return rdx_comm_fail(comm, opname, st);
+    if (comm->tail)
+        comm->tail->next = r;
+    else
+        comm->head = r;
+    comm->tail = r;
+    return RDX_SUCCESS;
+}
+
+static rdx_status_t p2p_blocking(rdx_comm_t *comm, const char *opname, const rdx_coll_args_t *a)
+{
+    if (!comm)
+        return RDX_ERR_INVALID_ARG;
+    rdx_request_t r;
+    memset(&r, 0, offsetof(rdx_request_t, op));
+    rdx_status_t st = p2p_post(comm, &r, opname, a);
+    if (st != RDX_SUCCESS)
+        return st;
+    return comm_wait(comm, &r);
+}
+
+static rdx_status_t p2p_nonblocking(rdx_comm_t *comm, const char *opname,
+                                    const rdx_coll_args_t *a, rdx_request_t **req)
+{
+    if (!comm || !req)
+        return RDX_ERR_INVALID_ARG;
+    rdx_request_t *r = request_get(comm);
+    if (!r)
+        return RDX_ERR_NO_MEMORY;
+    rdx_status_t st = p2p_post(comm, r, opname, a);
+    if (st != RDX_SUCCESS) {
+        request_put(r);
+        return st;
+    }
+    bool progressed;
+    (void)rdx_comm_progress(comm, &progressed);
+    *req = r;
+    return RDX_SUCCESS;
+}
+
+rdx_status_t rdx_send(rdx_comm_t *comm, const void *buf, size_t count, rdx_dtype_t dtype,
+                      int peer)
+{
+    return p2p_blocking(comm, "rdx_send", ARGS(RDX_COLL_SEND, buf, NULL, count, dtype, RDX_SUM,
+                                               peer));
+}
+
+rdx_status_t rdx_recv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype, int peer)
+{
+    return p2p_blocking(comm, "rdx_recv", ARGS(RDX_COLL_RECV, NULL, buf, count, dtype, RDX_SUM,
+                                               peer));
+}
+
+rdx_status_t rdx_isend(rdx_comm_t *comm, const void *buf, size_t count, rdx_dtype_t dtype,
+                       int peer, rdx_request_t **req)
+{
+    return p2p_nonblocking(comm, "rdx_isend", ARGS(RDX_COLL_SEND, buf, NULL, count, dtype,
+                                                   RDX_SUM, peer), req);
+}
+
+rdx_status_t rdx_irecv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype, int peer,
+                       rdx_request_t **req)
+{
+    return p2p_nonblocking(comm, "rdx_irecv", ARGS(RDX_COLL_RECV, NULL, buf, count, dtype,
+                                                   RDX_SUM, peer), req);
 }

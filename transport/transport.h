@@ -96,6 +96,18 @@ typedef struct rdx_tp_ops {
     rdx_status_t (*mem_register)(rdx_tp_t *tp, void *buf, size_t bytes, rdx_tp_mem_t **mem);
     rdx_status_t (*mem_deregister)(rdx_tp_t *tp, rdx_tp_mem_t *mem);
 
+    /* Optional zero-copy send (both NULL when the backend cannot; callers then copy into the
+     * acquired slot and send_commit, as collectives always do). Like send_commit, after a
+     * successful send_acquire, but the len payload bytes are taken straight from src, which
+     * must lie inside memory given to mem_register: no staging copy. *sent = false when
+     * src is not inside a registration, or when copying is cheaper (small messages): nothing
+     * was sent and the acquired slot is still the caller's. */
+    rdx_status_t (*send_commit_zcopy)(rdx_tp_t *tp, int peer, const void *src, size_t len,
+                                      uint64_t tag, bool *sent);
+    /* *done = true once no message committed to peer with send_commit_zcopy is still being
+     * read from user memory: only then may the caller reuse or free src. */
+    rdx_status_t (*send_zcopy_flushed)(rdx_tp_t *tp, int peer, bool *done);
+
     /* Optional (may be NULL): prints the devices/transports this backend can see, for
      * rdx-info. Must not fail or abort on a machine without the hardware. */
     void (*print_devices)(FILE *out);

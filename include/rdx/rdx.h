@@ -127,6 +127,40 @@ RDX_API rdx_status_t rdx_ireduce(rdx_comm_t *comm, const void *sendbuf, void *re
 RDX_API rdx_status_t rdx_barrier(rdx_comm_t *comm);
 RDX_API rdx_status_t rdx_ibarrier(rdx_comm_t *comm, rdx_request_t **req);
 
+/*
+ * Point-to-point (NCCL/MPI style): count elements of dtype to or from communicator rank
+ * peer (not this rank: RDX_ERR_UNSUPPORTED). Matching has no tags: the k-th send from a to
+ * b pairs with the k-th receive b posts for a, and both must have the same count and dtype
+ * (otherwise RDX_ERR_MISMATCH naming the peer, never a wrong result).
+ *
+ * Ordering rule. Point-to-point calls join the communicator's one stream of operations:
+ *  - consecutive send/recv calls (no collective between them) form a group whose
+ *    operations all progress at once: sends to different peers, receives from different
+ *    peers, and a send and a receive with the same peer never wait for each other;
+ *  - within a group, sends to one peer go in issue order, one after the other (likewise
+ *    receives from one peer);
+ *  - a collective issued after a group starts when the group has finished, and a
+ *    send/recv issued after a collective starts when the collective has finished.
+ * So the two ranks of a pair must issue their sends and receives to each other, and their
+ * collectives, in a consistent order (a collective where the peer sent is a mismatch).
+ *
+ * Deadlock. A message travels through the receiver's slots (RDX_SLOTS x RDX_CHUNK_BYTES
+ * per pair), so a send larger than that completes only once the peer receives it. Two
+ * ranks that both call blocking rdx_send before rdx_recv therefore deadlock for large
+ * messages (reported as RDX_ERR_TIMEOUT after RDX_TIMEOUT_MS), exactly like MPI_Send: post
+ * rdx_isend and rdx_irecv and then wait for both. A send completes when its buffer may be
+ * reused; a receive when the data is in buf. On verbs, a send from memory given to
+ * rdx_mem_register goes zero-copy (the NIC reads the user buffer) when it is large enough.
+ */
+RDX_API rdx_status_t rdx_send(rdx_comm_t *comm, const void *buf, size_t count, rdx_dtype_t dtype,
+                              int peer);
+RDX_API rdx_status_t rdx_recv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype,
+                              int peer);
+RDX_API rdx_status_t rdx_isend(rdx_comm_t *comm, const void *buf, size_t count,
+                               rdx_dtype_t dtype, int peer, rdx_request_t **req);
+RDX_API rdx_status_t rdx_irecv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype,
+                               int peer, rdx_request_t **req);
+
 /* *done = 1 once complete (the request is still valid until rdx_wait or rdx_request_free). */
 RDX_API rdx_status_t rdx_test(rdx_request_t *req, int *done);
 /* Waits for completion and frees req. */
