@@ -17,38 +17,29 @@ rdx_status_t coll_report(rdx_comm_t *comm, rdx_status_t st, const char *what)
 
 rdx_status_t coll_bcast(rdx_comm_t *comm, void *buf, size_t bytes)
 {
-    if (bytes % 4)
-        return RDX_ERR_INVALID_ARG;
-    if (rdx_comm_rank(comm) != 0)
-        memset(buf, 0, bytes);
-    return rdx_allreduce(comm, buf, buf, bytes / 4, RDX_UINT32, RDX_SUM);
+    return rdx_broadcast(comm, buf, buf, bytes, RDX_UINT8, 0);
 }
 
 rdx_status_t coll_allgather(rdx_comm_t *comm, const void *mine, void *out, size_t bytes_each)
 {
-    int rank = rdx_comm_rank(comm), n = rdx_comm_size(comm);
-    uint8_t *own = (uint8_t *)out + (size_t)rank * bytes_each;
-    if (bytes_each % 4)
-        return RDX_ERR_INVALID_ARG;
-    if (own != mine)
-        memmove(own, mine, bytes_each);
-    memset(out, 0, (size_t)rank * bytes_each);
-    memset(own + bytes_each, 0, (size_t)(n - rank - 1) * bytes_each);
-    return rdx_allreduce(comm, out, out, bytes_each / 4 * (size_t)n, RDX_UINT32, RDX_SUM);
+    return rdx_allgather(comm, mine, out, bytes_each, RDX_UINT8);
 }
 
 rdx_status_t coll_allgather_start(rdx_comm_t *comm, uint32_t *out, size_t words_each,
                                   rdx_request_t **req)
 {
-    int rank = rdx_comm_rank(comm), n = rdx_comm_size(comm);
-    memset(out, 0, (size_t)rank * words_each * 4);
-    memset(out + (size_t)(rank + 1) * words_each, 0, (size_t)(n - rank - 1) * words_each * 4);
-    return rdx_iallreduce(comm, out, out, words_each * (size_t)n, RDX_UINT32, RDX_SUM, req);
+    const uint32_t *own = out + (size_t)rdx_comm_rank(comm) * words_each;  /* in place */
+    return rdx_iallgather(comm, own, out, words_each, RDX_UINT32, req);
 }
 
 uint64_t coll_allreduce_wire_bytes(size_t bytes, int n)
 {
     return n > 1 ? (uint64_t)bytes * 2u * (uint64_t)(n - 1) / (uint64_t)n : 0;
+}
+
+uint64_t coll_allgather_wire_bytes(size_t bytes, int n)
+{
+    return n > 1 ? (uint64_t)bytes * (uint64_t)(n - 1) / (uint64_t)n : 0;
 }
 
 rdx_status_t coll_check_same(rdx_comm_t *comm, uint64_t value, const char *what)

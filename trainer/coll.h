@@ -1,12 +1,8 @@
 /*
  * The trainer's collectives beyond allreduce, built from the public rdx API.
  *
- * Broadcast and allgather are not in rdx yet (issue 4). Until they land they are emulated
- * with an allreduce SUM over unsigned integers, which is exact: every rank but the owner
- * of a byte contributes 0, and x + 0 + ... + 0 == x for any bit pattern. The cost is an
- * allreduce (2 (n-1)/n of the buffer per rank on a ring) instead of (n-1)/n.
- * TODO(issue 4): switch coll_bcast to rdx_broadcast and coll_allgather(_start) to
- * rdx_allgather / rdx_iallgather when they exist.
+ * Thin wrappers over rdx_broadcast / rdx_allgather / rdx_iallgather (bytes as uint8 or
+ * 32-bit words: these move bits, no datatype arithmetic), plus the trainer's checks.
  */
 #ifndef RDX_TRAINER_COLL_H
 #define RDX_TRAINER_COLL_H
@@ -19,7 +15,7 @@
 /* Prints "rdx-train: rank R: WHAT: <status>: <last error>" to stderr; returns st. */
 rdx_status_t coll_report(rdx_comm_t *comm, rdx_status_t st, const char *what);
 
-/* buf (bytes, a multiple of 4) from rank 0 to all. */
+/* buf (bytes) from rank 0 to all. */
 rdx_status_t coll_bcast(rdx_comm_t *comm, void *buf, size_t bytes);
 
 /* out[r * bytes_each ...] = rank r's mine; mine may alias out + rank * bytes_each. */
@@ -31,6 +27,9 @@ rdx_status_t coll_allgather_start(rdx_comm_t *comm, uint32_t *out, size_t words_
 
 /* Bytes one rank sends for an allreduce of `bytes` on a ring of n ranks (model, not counted). */
 uint64_t coll_allreduce_wire_bytes(size_t bytes, int n);
+
+/* Bytes one rank sends for an allgather whose gathered vector is `bytes` (ring). */
+uint64_t coll_allgather_wire_bytes(size_t bytes, int n);
 
 /*
  * Every rank passes its value; returns RDX_SUCCESS if all are equal, else RDX_ERR_MISMATCH

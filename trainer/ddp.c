@@ -106,9 +106,10 @@ static int ddp_topk_alloc(ddp_t *d)
 
 static uint64_t ddp_bucket_wire_bytes(const ddp_t *d, const ddp_bucket_t *b)
 {
-    size_t bytes = d->cfg.topk > 0 ? (size_t)d->size * 2 * b->k * 4
-                 : b->count * (d->cfg.wire == DDP_WIRE_FP32 ? 4 : 2);
-    return coll_allreduce_wire_bytes(bytes, d->size);
+    if (d->cfg.topk > 0)  /* every rank's (index, value) pairs, allgathered */
+        return coll_allgather_wire_bytes((size_t)d->size * 2 * b->k * 4, d->size);
+    return coll_allreduce_wire_bytes(b->count * (d->cfg.wire == DDP_WIRE_FP32 ? 4 : 2),
+                                     d->size);
 }
 
 uint64_t ddp_step_wire_bytes(const ddp_t *d)
@@ -171,7 +172,7 @@ static void ddp_bucket_start(ddp_t *d, int i)
     }
     if (st != RDX_SUCCESS) {
         b->req = NULL;
-        ddp_fail(d, st, d->cfg.topk > 0 ? "iallreduce (top-k allgather)" : "iallreduce", i);
+        ddp_fail(d, st, d->cfg.topk > 0 ? "iallgather (top-k pairs)" : "iallreduce", i);
         return;
     }
     if (i == 0)

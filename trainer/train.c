@@ -217,7 +217,7 @@ static int trainer_init_weights(trainer_t *t)
         if (t->rank == 0)
             mlp_init_params(&t->m, t->o.seed);
         if (coll_report(t->comm, coll_bcast(t->comm, t->m.params, t->m.nparams * sizeof(float)),
-                        "allreduce (broadcast of the initial weights)"))
+                        "broadcast of the initial weights"))
             return -1;
     }
     return trainer_check_weights(t);
