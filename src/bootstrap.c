@@ -49,8 +49,11 @@
 struct rdx_bootstrap {
     int rank;
     int size;
-    long timeout_ms;
+    long timeout_ms;                        /* deadline of each collective call */
     rdx_status_t failed;                    /* set once a collective broke the streams */
+    char fail_msg[RDX_ERRMSG_MAX];          /* why: returned by every later call */
+    long watch_ms;                          /* last rdx_bootstrap_watch poll */
+    struct pollfd *watch_pfd;               /* its poll set (allocated on first use) */
     int *fds;                               /* root: fds[r], r >= 1; others: fds[0] */
     char (*peer_addr)[RDX_NET_ADDRSTR_MAX]; /* "ip:port" of fds[i], for messages */
 };
@@ -434,7 +437,9 @@ static rdx_status_t bs_xfer_check_hdr(const rdx_bootstrap_t *bs, const char *op,
     if (ws != RDX_BS_WIRE_OK)
         return rdx_err(RDX_ERR_BOOTSTRAP, "rank %d: bootstrap %s: peer %d: protocol error: %s",
                        bs->rank, op, x->peer, rdx_bs_wire_strerror(ws));
-    if (h.type == RDX_BS_MSG_ABORT && bs->rank != 0) {
+    /* The root sends ABORT when it gives up; a non-root sends it to the root when its own
+     * communicator failed (the root relays it): either side may receive one. */
+    if (h.type == RDX_BS_MSG_ABORT) {
         if (h.len < 4 || h.len > RDX_BS_ABORT_MAX)
             return rdx_err(RDX_ERR_BOOTSTRAP,
                            "rank %d: bootstrap %s: peer %d: protocol error: abort of %u bytes",
@@ -466,8 +471,11 @@ static rdx_status_t bs_xfer_abort_status(const rdx_bootstrap_t *bs, const char *
     bs_clean_text(x->abort_buf + 4, x->in_payload - 4, reason, sizeof(reason));
     if (st <= RDX_SUCCESS || st > RDX_ERR_INTERNAL)
         st = RDX_ERR_BOOTSTRAP;
-    return rdx_err((rdx_status_t)st, "rank %d: bootstrap %s: peer 0: root aborted: %s", bs->rank,
-                   op, reason);
+    if (x->peer == 0)
+        return rdx_err((rdx_status_t)st, "rank %d: bootstrap %s: peer 0: root aborted: %s",
+                       bs->rank, op, reason);
+    return rdx_err((rdx_status_t)st, "rank %d: bootstrap %s: peer %d aborted: %s", bs->rank, op,
+                   x->peer, reason);
 }
 
 static rdx_status_t bs_xfer_recv(const rdx_bootstrap_t *bs, const char *op, bs_xfer_t *x)
@@ -604,31 +612,41 @@ out_free:
     return st;
 }
 
-/* After a failure the streams are out of step: tell everyone why and stop using them. */
-static void bs_fail(rdx_bootstrap_t *bs, rdx_status_t st)
+/* Best effort, never blocking: a peer whose buffer is full learns by the close. */
+static void bs_send_abort(int fd, rdx_status_t st, const char *why)
 {
-    bs->failed = st;
-    if (bs->rank != 0) {
-        if (bs->fds[0] >= 0)
-            shutdown(bs->fds[0], SHUT_RDWR);
-        return;
-    }
     uint8_t msg[RDX_BS_HDR_LEN + RDX_BS_ABORT_MAX];
-    const char *why = rdx_err_last();
     size_t wlen = strlen(why);
     if (wlen > RDX_BS_REASON_MAX)
         wlen = RDX_BS_REASON_MAX;
     rdx_bs_hdr_encode(RDX_BS_MSG_ABORT, (uint32_t)(4 + wlen), msg);
     put_be32(msg + RDX_BS_HDR_LEN, (uint32_t)st);
     memcpy(msg + RDX_BS_HDR_LEN + 4, why, wlen);
-    for (int r = 1; r < bs->size; r++) {
+    ssize_t w = send(fd, msg, RDX_BS_HDR_LEN + 4 + wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+}
+
+/* After a failure the streams are out of step: keep `mine` as this rank's verdict, tell the
+ * others `tell` (ABORT; the root relays what a non-root sends it) and stop using them. */
+static void bs_fail_with(rdx_bootstrap_t *bs, rdx_status_t st, const char *mine,
+                         const char *tell)
+{
+    if (bs->failed != RDX_SUCCESS)
+        return;
+    bs->failed = st;
+    snprintf(bs->fail_msg, sizeof(bs->fail_msg), "%s", mine);
+    for (int r = bs->rank == 0 ? 1 : 0; r < (bs->rank == 0 ? bs->size : 1); r++) {
         if (bs->fds[r] < 0)
             continue;
-        /* Best effort, never blocking: a peer whose buffer is full learns by the close. */
-        ssize_t w = send(bs->fds[r], msg, RDX_BS_HDR_LEN + 4 + wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w;
-        shutdown(bs->fds[r], SHUT_WR);
+        bs_send_abort(bs->fds[r], st, tell);
+        /* Root: write side only, so a non-root's ABORT still reaches the watchdog. */
+        shutdown(bs->fds[r], bs->rank == 0 ? SHUT_WR : SHUT_RDWR);
     }
+}
+
+static void bs_fail(rdx_bootstrap_t *bs, rdx_status_t st)
+{
+    bs_fail_with(bs, st, rdx_err_last(), rdx_err_last());
 }
 
 /* ---- root: listening -------------------------------------------------------------------- */
@@ -1464,6 +1482,7 @@ void rdx_bootstrap_destroy(rdx_bootstrap_t *bs)
                 close(bs->fds[i]);
     free(bs->fds);
     free(bs->peer_addr);
+    free(bs->watch_pfd);
     free(bs);
 }
 
@@ -1473,8 +1492,8 @@ int rdx_bootstrap_size(const rdx_bootstrap_t *bs) { return bs->size; }
 static rdx_status_t bs_check_usable(const rdx_bootstrap_t *bs, const char *op)
 {
     if (bs->failed != RDX_SUCCESS)
-        return rdx_err(bs->failed, "rank %d: bootstrap %s: unusable after an earlier failure (%s)",
-                       bs->rank, op, rdx_strerror(bs->failed));
+        return rdx_err(bs->failed, "rank %d: bootstrap %s: unusable after an earlier failure: %s",
+                       bs->rank, op, bs->fail_msg);
     return RDX_SUCCESS;
 }
 
@@ -1607,4 +1626,126 @@ rdx_status_t rdx_bootstrap_bcast(rdx_bootstrap_t *bs, void *buf, size_t len, int
     if (st != RDX_SUCCESS)
         bs_fail(bs, st);
     return st;
+}
+
+void rdx_bootstrap_set_timeout(rdx_bootstrap_t *bs, long timeout_ms)
+{
+    if (bs != NULL && timeout_ms > 0)
+        bs->timeout_ms = timeout_ms;
+}
+
+/* ---- watchdog and abort ------------------------------------------------------------------
+ *
+ * The star doubles as a failure detector for every transport: the kernel closes the socket
+ * of a process that dies, however it dies, so the root sees EOF from a dead rank and every
+ * rank sees EOF from a dead root. Whoever notices first tells the rest by ABORT (a non-root
+ * tells the root, the root relays to all), so a failure anywhere reaches every rank within
+ * two watchdog periods of the root and the rank calling into rdx. The watchdog only peeks:
+ * a legitimate message that arrives early (a BCAST from the root, a BARRIER from a rank
+ * already in rdx_comm_destroy) stays in the socket for the collective that reads it. */
+
+#define BS_WATCH_EVERY_MS 10L
+
+typedef enum { BS_FRONT_NOTHING, BS_FRONT_ABORT, BS_FRONT_CLOSED } bs_front_t;
+
+/* What the front of fd holds, without consuming it: an ABORT complete in buf (*len bytes),
+ * a closed connection, or nothing for the watchdog (no data, partial data or another
+ * message, from a peer that is still connected). */
+static bs_front_t bs_front(int fd, short revents, uint8_t *buf, size_t cap, size_t *len)
+{
+    int hup = (revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
+    ssize_t n = recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return BS_FRONT_CLOSED;
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? BS_FRONT_NOTHING
+                                                                         : BS_FRONT_CLOSED;
+    rdx_bs_hdr_t h;
+    if (rdx_bs_hdr_decode(buf, (size_t)n, &h) == RDX_BS_WIRE_OK && h.type == RDX_BS_MSG_ABORT &&
+        h.len >= 4 && h.len <= RDX_BS_ABORT_MAX && (size_t)n >= RDX_BS_HDR_LEN + h.len) {
+        *len = RDX_BS_HDR_LEN + h.len;
+        return BS_FRONT_ABORT;
+    }
+    /* Data followed by a close: the sender is gone before anyone read its message. */
+    return hup ? BS_FRONT_CLOSED : BS_FRONT_NOTHING;
+}
+
+/* Consumes the ABORT at the front of fd: its status and reason text. */
+static rdx_status_t bs_take_abort(int fd, size_t len, char *reason, size_t cap)
+{
+    uint8_t buf[RDX_BS_HDR_LEN + RDX_BS_ABORT_MAX];
+    ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+    if (n != (ssize_t)len)
+        return RDX_ERR_PEER_LOST;
+    uint32_t st = get_be32(buf + RDX_BS_HDR_LEN);
+    bs_clean_text(buf + RDX_BS_HDR_LEN + 4, len - RDX_BS_HDR_LEN - 4, reason, cap);
+    return st > RDX_SUCCESS && st <= RDX_ERR_INTERNAL ? (rdx_status_t)st : RDX_ERR_PEER_LOST;
+}
+
+/* Peer `peer` (on fd) changed state: a relayed or direct ABORT, or a closed connection. */
+static rdx_status_t bs_watch_event(rdx_bootstrap_t *bs, int peer, int fd, short revents)
+{
+    uint8_t buf[RDX_BS_HDR_LEN + RDX_BS_ABORT_MAX];
+    char reason[RDX_BS_REASON_MAX + 1], mine[RDX_ERRMSG_MAX];
+    size_t len = 0;
+    rdx_status_t st;
+    switch (bs_front(fd, revents, buf, sizeof(buf), &len)) {
+    case BS_FRONT_NOTHING:
+        return RDX_SUCCESS;
+    case BS_FRONT_ABORT:
+        st = bs_take_abort(fd, len, reason, sizeof(reason));
+        break;
+    default:
+        st = RDX_ERR_PEER_LOST;
+        snprintf(reason, sizeof(reason), "rank %d: peer %d: bootstrap connection closed (the "
+                 "process died, or left without rdx_comm_destroy)", bs->rank, peer);
+        break;
+    }
+    /* The reason keeps its author's words ("rank R: ..."); relays pass it on verbatim. */
+    snprintf(mine, sizeof(mine), "rank %d: bootstrap watchdog: %s", bs->rank, reason);
+    bs_fail_with(bs, st, mine, reason);
+    return rdx_err(st, "%s", mine);
+}
+
+rdx_status_t rdx_bootstrap_watch(rdx_bootstrap_t *bs)
+{
+    if (bs == NULL || bs->size == 1)
+        return RDX_SUCCESS;
+    if (bs->failed != RDX_SUCCESS)
+        return rdx_err(bs->failed, "%s", bs->fail_msg);
+    long now = rdx_net_now_ms();
+    if (now - bs->watch_ms < BS_WATCH_EVERY_MS)
+        return RDX_SUCCESS;
+    bs->watch_ms = now;
+    int n = bs->rank == 0 ? bs->size - 1 : 1;
+    if (bs->watch_pfd == NULL && (bs->watch_pfd = calloc((size_t)n, sizeof(struct pollfd))) == NULL)
+        return RDX_SUCCESS; /* no memory for the watch: the collectives' own deadlines remain */
+    for (int i = 0; i < n; i++)
+        bs->watch_pfd[i] = (struct pollfd){.fd = bs->fds[bs->rank == 0 ? i + 1 : 0],
+                                           .events = POLLIN | POLLRDHUP};
+    if (poll(bs->watch_pfd, (nfds_t)n, 0) <= 0)
+        return RDX_SUCCESS;
+    for (int i = 0; i < n; i++) {
+        if (!bs->watch_pfd[i].revents)
+            continue;
+        rdx_status_t st = bs_watch_event(bs, bs->rank == 0 ? i + 1 : 0, bs->watch_pfd[i].fd,
+                                         bs->watch_pfd[i].revents);
+        if (st != RDX_SUCCESS)
+            return st;
+    }
+    return RDX_SUCCESS;
+}
+
+void rdx_bootstrap_abort(rdx_bootstrap_t *bs, rdx_status_t st, const char *reason)
+{
+    if (bs == NULL || bs->size == 1)
+        return;
+    bs_fail_with(bs, st, reason, reason);
+}
+
+rdx_status_t rdx_bootstrap_failed(const rdx_bootstrap_t *bs)
+{
+    if (bs == NULL || bs->failed == RDX_SUCCESS)
+        return RDX_SUCCESS;
+    return rdx_err(bs->failed, "%s", bs->fail_msg);
 }

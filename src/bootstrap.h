@@ -39,4 +39,21 @@ rdx_status_t rdx_bootstrap_allgather(rdx_bootstrap_t *bs, const void *mine, size
 rdx_status_t rdx_bootstrap_bcast(rdx_bootstrap_t *bs, void *buf, size_t len, int root);
 rdx_status_t rdx_bootstrap_barrier(rdx_bootstrap_t *bs);
 
+/* Deadline of each later collective call (the communicator uses the connect timeout while
+ * the transport wires up, then the run-time one). */
+void rdx_bootstrap_set_timeout(rdx_bootstrap_t *bs, long timeout_ms);
+
+/*
+ * Failure detection over the star (for every transport): nonblocking, at most one poll()
+ * per 10 ms (cheaper calls return at once). RDX_ERR_PEER_LOST naming the peer when a
+ * rank's bootstrap connection closed (the process died), or the status and reason another
+ * rank sent with rdx_bootstrap_abort. Once failed, every call returns the same.
+ */
+rdx_status_t rdx_bootstrap_watch(rdx_bootstrap_t *bs);
+/* Tells every rank (through the root) that this one failed with st because of reason
+ * ("rank R: ..."); the bootstrap is unusable afterwards. No-op if it already failed. */
+void rdx_bootstrap_abort(rdx_bootstrap_t *bs, rdx_status_t st, const char *reason);
+/* RDX_SUCCESS, or the status (and, as last error, the message) of the failure seen. */
+rdx_status_t rdx_bootstrap_failed(const rdx_bootstrap_t *bs);
+
 #endif

@@ -1,10 +1,12 @@
 /* Communicator lifecycle: settings, rendezvous, transport, and the info line users debug from. */
 #include "src/comm.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/comm_split.h"
 #include "src/log.h"
 #include "src/reduce.h"
 
@@ -15,6 +17,116 @@ rdx_status_t rdx_comm_fail(rdx_comm_t *comm, const char *opname, rdx_status_t st
              opname, rdx_strerror(st), cause[0] ? ": " : "", cause);
     rdx_log_error("%s", comm->last_error);
     return st;
+}
+
+/* ---- failure handling: destroyed shells, the watchdog, abort ---------------------------- */
+
+/* Shells of destroyed communicators: a call on one finds magic RDX_COMM_DEAD and a clear
+ * message instead of freed memory. Only the last RDX_COMM_GRAVES are kept (bounded memory);
+ * beyond that a destroyed communicator is undefined behaviour, as in MPI. */
+static rdx_comm_t *g_graves[RDX_COMM_GRAVES];
+static unsigned g_grave_next;
+static pthread_mutex_t g_grave_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void comm_free_reqs(rdx_comm_t *comm)
+{
+    while (comm->free_reqs) {
+        rdx_request_t *r = comm->free_reqs;
+        comm->free_reqs = r->next;
+        free(r);
+    }
+}
+
+void rdx_comm_bury(rdx_comm_t *comm)
+{
+    comm_free_reqs(comm);
+    int rank = comm->rank, size = comm->size;
+    rdx_settings_t settings = comm->settings;
+    memset(comm, 0, sizeof(*comm));
+    comm->magic = RDX_COMM_DEAD;
+    comm->settings = settings; /* the request layer reads them before it sees the state */
+    comm->rank = rank;
+    comm->size = size;
+    comm->broken = RDX_ERR_INVALID_ARG;
+    snprintf(comm->last_error, sizeof(comm->last_error), "rank %d: invalid argument: the "
+             "communicator was destroyed (rdx_comm_destroy): no call may use it", rank);
+    pthread_mutex_lock(&g_grave_lock);
+    rdx_comm_t *old = g_graves[g_grave_next % RDX_COMM_GRAVES];
+    g_graves[g_grave_next++ % RDX_COMM_GRAVES] = comm;
+    pthread_mutex_unlock(&g_grave_lock);
+    if (old) {
+        comm_free_reqs(old); /* a call on the shell may have left a request there */
+        free(old);
+    }
+}
+
+static rdx_status_t comm_dead(const rdx_comm_t *comm, const char *opname)
+{
+    return rdx_err(RDX_ERR_INVALID_ARG, "rank %d: %s: the communicator was destroyed "
+                   "(rdx_comm_destroy): no call may use it", comm->rank, opname);
+}
+
+/* The communicator that owns the bootstrap and transport comm's family shares. */
+static rdx_comm_t *comm_family_root(rdx_comm_t *comm)
+{
+    while (comm->parent)
+        comm = comm->parent;
+    return comm;
+}
+
+rdx_status_t rdx_comm_watchdog(rdx_comm_t *comm)
+{
+    return rdx_bootstrap_watch(comm_family_root(comm)->bs);
+}
+
+void rdx_comm_tell_peers(rdx_comm_t *comm, rdx_status_t st)
+{
+    rdx_bootstrap_t *bs = comm_family_root(comm)->bs;
+    if (!bs || rdx_bootstrap_failed(bs) != RDX_SUCCESS)
+        return; /* single rank, or the news came from another rank */
+    char why[RDX_ERRMSG_MAX];
+    const char *cause = rdx_err_last();
+    /* Peers see our words: make sure they start with who we are. */
+    if (strncmp(cause, "rank ", 5) == 0)
+        snprintf(why, sizeof(why), "%s", cause);
+    else
+        snprintf(why, sizeof(why), "rank %d: %s", rdx_bootstrap_rank(bs), cause);
+    rdx_bootstrap_abort(bs, st, why);
+}
+
+/* Every request of comm and of the communicators split from it fails with st and msg. */
+static void comm_abort_tree(rdx_comm_t *comm, rdx_status_t st, const char *msg)
+{
+    for (rdx_request_t *r = comm->head; r; r = r->next) {
+        r->done = true;
+        r->status = st;
+    }
+    comm->head = comm->tail = NULL;
+    if (!comm->broken)
+        comm->broken = st;
+    snprintf(comm->last_error, sizeof(comm->last_error), "%s", msg);
+    for (rdx_comm_t *c = comm->first_child; c; c = c->sibling)
+        comm_abort_tree(c, st, msg);
+}
+
+rdx_status_t rdx_comm_abort(rdx_comm_t *comm)
+{
+    if (!comm)
+        return RDX_ERR_INVALID_ARG;
+    rdx_err_clear();
+    if (comm->magic != RDX_COMM_LIVE)
+        return comm_dead(comm, "rdx_comm_abort");
+    rdx_comm_t *root = comm_family_root(comm);
+    char msg[RDX_ERRMSG_MAX];
+    int wrank = root->rank;
+    snprintf(msg, sizeof(msg), "rank %d: rdx_comm_abort: %s: aborted by rank %d (peer %d gave "
+             "up: rdx_comm_abort)", wrank, rdx_strerror(RDX_ERR_PEER_LOST), wrank, wrank);
+    /* The whole family: its members share one transport whose FIFOs may now hold messages
+     * no collective will ever read. */
+    comm_abort_tree(root, RDX_ERR_PEER_LOST, msg);
+    rdx_log_warn("%s", msg);
+    rdx_bootstrap_abort(root->bs, RDX_ERR_PEER_LOST, msg);
+    return RDX_SUCCESS;
 }
 
 /* Config and rank discovery; on failure the message goes to stderr (no comm yet). */
@@ -35,6 +147,8 @@ static rdx_status_t comm_connect(rdx_comm_t *comm)
         .timeout_ms = s->timeout_ms,
     };
     RDX_CHECK(rdx_bootstrap_create(&bp, &comm->bs));
+    /* Wiring up (address exchanges) is bounded by the shorter connect deadline. */
+    rdx_bootstrap_set_timeout(comm->bs, s->connect_timeout_ms);
     const rdx_tp_ops_t *ops = rdx_tp_lookup(s->transport);
     if (!ops)
         return rdx_err(RDX_ERR_UNSUPPORTED, "RDX_TRANSPORT=%s: this build of rdx has no %s "
@@ -102,7 +216,7 @@ static void comm_free(rdx_comm_t *comm)
         free(r);
     }
     rdx_p2p_state_free(&comm->ctx);
-    free(comm);
+    rdx_comm_bury(comm);
 }
 
 rdx_status_t rdx_comm_init(rdx_comm_t **comm_out, const rdx_config_t *config)
@@ -130,7 +244,9 @@ rdx_status_t rdx_comm_init(rdx_comm_t **comm_out, const rdx_config_t *config)
         comm_free(comm);
         return st;
     }
+    rdx_bootstrap_set_timeout(comm->bs, comm->settings.timeout_ms);
     comm_print_info(comm);
+    comm->magic = RDX_COMM_LIVE;
     *comm_out = comm;
     return RDX_SUCCESS;
 }
@@ -139,7 +255,14 @@ rdx_status_t rdx_comm_destroy(rdx_comm_t *comm)
 {
     if (!comm)
         return RDX_ERR_INVALID_ARG;
-    rdx_status_t st = RDX_SUCCESS;
+    rdx_err_clear();
+    if (comm->magic != RDX_COMM_LIVE)
+        return comm_dead(comm, "rdx_comm_destroy");
+    if (comm->parent)
+        return rdx_comm_split_destroy(comm);
+    rdx_status_t st = rdx_comm_split_check_destroy(comm);
+    if (st != RDX_SUCCESS)
+        return rdx_comm_fail(comm, "rdx_comm_destroy", st);
     if (comm->head) {
         rdx_log_warn("rdx_comm_destroy: collective #%u still running: abandoned",
                      comm->head->op.seq);
@@ -147,7 +270,8 @@ rdx_status_t rdx_comm_destroy(rdx_comm_t *comm)
     }
     /* A last barrier so no rank tears down memory a peer may still be writing into; a
      * broken communicator skips it (the peers may be gone). */
-    if (!comm->broken && !comm->head && comm->bs && comm->size > 1) {
+    if (!comm->broken && !comm->head && comm->bs && comm->size > 1 &&
+        rdx_bootstrap_failed(comm->bs) == RDX_SUCCESS) {
         rdx_status_t bst = rdx_bootstrap_barrier(comm->bs);
         if (bst != RDX_SUCCESS)
             st = rdx_comm_fail(comm, "rdx_comm_destroy", bst);
@@ -173,6 +297,8 @@ rdx_status_t rdx_mem_register(rdx_comm_t *comm, void *buf, size_t bytes, rdx_mem
 {
     if (!comm || !buf || !bytes || !mem)
         return RDX_ERR_INVALID_ARG;
+    if (comm->magic != RDX_COMM_LIVE)
+        return comm_dead(comm, "rdx_mem_register");
     rdx_mem_t *m = calloc(1, sizeof(*m));
     if (!m)
         return RDX_ERR_NO_MEMORY;
@@ -193,6 +319,8 @@ rdx_status_t rdx_mem_deregister(rdx_comm_t *comm, rdx_mem_t *mem)
 {
     if (!comm || !mem)
         return RDX_ERR_INVALID_ARG;
+    if (comm->magic != RDX_COMM_LIVE)
+        return comm_dead(comm, "rdx_mem_deregister");
     rdx_status_t st = RDX_SUCCESS;
     if (mem->tp_mem)
         st = comm->ctx.tp_ops->mem_deregister(comm->ctx.tp, mem->tp_mem);

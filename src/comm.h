@@ -28,7 +28,15 @@ struct rdx_mem {
     rdx_tp_mem_t *tp_mem;
 };
 
+/* comm->magic: a live communicator, or the shell of a destroyed one (comm.c keeps the last
+ * RDX_COMM_GRAVES shells so a call on a destroyed communicator is a clear error, not a
+ * use after free). */
+#define RDX_COMM_LIVE 0x43584452u /* "RDXC" */
+#define RDX_COMM_DEAD 0x44414544u /* "DEAD" */
+#define RDX_COMM_GRAVES 64
+
 struct rdx_comm {
+    uint32_t magic;
     rdx_settings_t settings;
     int rank, size;
     rdx_bootstrap_t *bs;
@@ -39,6 +47,8 @@ struct rdx_comm {
     rdx_request_t *free_reqs;  /* recycled nonblocking requests: no malloc per call */
     rdx_comm_t *parent;        /* rdx_comm_split: shares the parent's bootstrap/transport */
     int children;              /* live communicators split from this one */
+    rdx_comm_t *first_child;   /* ... as a list (rdx_comm_abort reaches the whole family) */
+    rdx_comm_t *sibling;       /* next child of the same parent */
     int *peer_map;             /* split: my rank -> parent transport peer (ctx.peer_map) */
     rdx_status_t broken;       /* sticky: the first transport/peer/mismatch error */
     char last_error[RDX_ERRMSG_MAX + 128];
@@ -46,6 +56,18 @@ struct rdx_comm {
 
 /* Records a failure of `opname` on comm: copies the thread's last error, logs it once. */
 rdx_status_t rdx_comm_fail(rdx_comm_t *comm, const char *opname, rdx_status_t st);
+
+/* Failure anywhere in the job (every transport): a rank whose process died, or that broke
+ * or aborted and said so, seen through the bootstrap connections shared by comm's family.
+ * Cheap when nothing happened (at most one poll() per 10 ms). Call while waiting. */
+rdx_status_t rdx_comm_watchdog(rdx_comm_t *comm);
+
+/* comm just broke with st (its last_error says why): tell every other rank, so nobody waits
+ * for this one until a timeout. No-op when the failure came from another rank. */
+void rdx_comm_tell_peers(rdx_comm_t *comm, rdx_status_t st);
+
+/* Releases comm's own memory, keeping a small shell (magic RDX_COMM_DEAD) for a while. */
+void rdx_comm_bury(rdx_comm_t *comm);
 
 /* Drives the running collectives; *progressed tells whether anything moved. */
 rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed);

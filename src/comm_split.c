@@ -94,6 +94,9 @@ static rdx_status_t split_child_create(rdx_comm_t *parent, int color,
     rdx_coll_cache_build(&c->ctx, parent->settings.algo); /* the choices for m ranks */
     c->peer_map = map;
     c->parent = parent;
+    c->magic = RDX_COMM_LIVE;
+    c->sibling = parent->first_child;
+    parent->first_child = c;
     parent->children++;
     *out = c;
     return RDX_SUCCESS;
@@ -105,6 +108,9 @@ rdx_status_t rdx_comm_split(rdx_comm_t *comm, int color, int key, rdx_comm_t **n
         return RDX_ERR_INVALID_ARG;
     *newcomm = NULL;
     rdx_err_clear();
+    if (comm->magic != RDX_COMM_LIVE)
+        return rdx_err(RDX_ERR_INVALID_ARG, "rank %d: rdx_comm_split: the communicator was "
+                       "destroyed (rdx_comm_destroy): no call may use it", comm->rank);
     if (comm->head)
         return rdx_comm_fail(comm, "rdx_comm_split",
                              rdx_err(RDX_ERR_INVALID_ARG, "collective #%u still outstanding: "
@@ -152,6 +158,11 @@ rdx_status_t rdx_comm_split_destroy(rdx_comm_t *child)
         st = RDX_ERR_INVALID_ARG;
     }
     child->parent->children--;
+    for (rdx_comm_t **l = &child->parent->first_child; *l; l = &(*l)->sibling)
+        if (*l == child) {
+            *l = child->sibling;
+            break;
+        }
     while (child->free_reqs) {
         rdx_request_t *r = child->free_reqs;
         child->free_reqs = r->next;
@@ -159,7 +170,7 @@ rdx_status_t rdx_comm_split_destroy(rdx_comm_t *child)
     }
     rdx_p2p_state_free(&child->ctx);
     free(child->peer_map);
-    free(child);
+    rdx_comm_bury(child);
     return st;
 }
 

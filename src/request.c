@@ -57,7 +57,15 @@ static rdx_status_t comm_break(rdx_comm_t *comm, rdx_status_t st)
         r->status = st;
     }
     comm->head = comm->tail = NULL;
+    rdx_comm_tell_peers(comm, st);
     return st;
+}
+
+/* While waiting: has a rank died, broken or aborted anywhere in the job? */
+static rdx_status_t comm_watch(rdx_comm_t *comm)
+{
+    rdx_status_t st = rdx_comm_watchdog(comm);
+    return st == RDX_SUCCESS ? st : comm_break(comm, st);
 }
 
 /* Point-to-point operations queued one after another form a run whose members all move at
@@ -177,6 +185,8 @@ static rdx_status_t comm_wait(rdx_comm_t *comm, rdx_request_t *req)
         }
         if (!comm->ctx.tp)
             continue; /* one rank: nothing to wait for */
+        if ((st = comm_watch(comm)) != RDX_SUCCESS)
+            return st;
         st = comm->ctx.tp_ops->idle(comm->ctx.tp, 1000);
         if (st != RDX_SUCCESS)
             return comm_break(comm, st);
@@ -427,6 +437,8 @@ rdx_status_t rdx_test(rdx_request_t *req, int *done)
     if (!req->done) {
         bool progressed;
         (void)rdx_comm_progress(req->comm, &progressed);
+        if (!req->done && !progressed)
+            (void)comm_watch(req->comm);
     }
     *done = req->done;
     return req->done ? req->status : RDX_SUCCESS;
@@ -446,7 +458,10 @@ rdx_status_t rdx_progress(rdx_comm_t *comm)
     if (!comm)
         return RDX_ERR_INVALID_ARG;
     bool progressed;
-    return rdx_comm_progress(comm, &progressed);
+    rdx_status_t st = rdx_comm_progress(comm, &progressed);
+    if (st == RDX_SUCCESS && !progressed && comm->head)
+        st = comm_watch(comm);
+    return st;
 }
 
 /* ---- point-to-point (collectives/p2p.c; ordering rule in rdx.h) ------------------------ */

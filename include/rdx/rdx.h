@@ -73,6 +73,17 @@ RDX_API void rdx_config_default(rdx_config_t *config);
 
 RDX_API rdx_status_t rdx_comm_init(rdx_comm_t **comm, const rdx_config_t *config /* NULL = from env */);
 RDX_API rdx_status_t rdx_comm_destroy(rdx_comm_t *comm);
+/*
+ * Gives up on comm without waiting for anyone (use it when a peer is unresponsive or the
+ * application decided to stop). Every outstanding request of comm, of the communicator it
+ * was split from and of every communicator split from those (they share one transport)
+ * completes with RDX_ERR_PEER_LOST, and so does every later call on them; only
+ * rdx_comm_destroy remains (it then skips its closing barrier). The other ranks learn of it
+ * through the bootstrap connections: their current and later calls on the communicator
+ * return RDX_ERR_PEER_LOST with "aborted by rank R" (R = rank in the first communicator),
+ * within tens of milliseconds while rank 0 is inside an rdx call. Returns RDX_SUCCESS.
+ */
+RDX_API rdx_status_t rdx_comm_abort(rdx_comm_t *comm);
 RDX_API int rdx_comm_rank(const rdx_comm_t *comm);
 RDX_API int rdx_comm_size(const rdx_comm_t *comm);
 /* Name of the transport in use ("ucx", "verbs"). */
