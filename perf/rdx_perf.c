@@ -73,6 +73,8 @@ typedef struct perf_opts {
     int in_place;
     int bind;
     const char *json;
+    int pt2pt;            /* --pt2pt: point-to-point latency and bandwidth instead */
+    int no_reg;           /* --no-reg: --pt2pt buffers not given to rdx_mem_register */
 } perf_opts_t;
 
 /* One period of this rank's input and of the expected result (p elements each). */
@@ -160,7 +162,7 @@ static void perf_usage(FILE *out)
     fprintf(out,
             "usage: rdx-perf [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-d DTYPE] [-o OP]\n"
             "                [-a ALGO] [-w WARMUP] [-n ITERS] [-c 0|1] [-i] [--bind]\n"
-            "                [--json FILE]\n"
+            "                [--json FILE] [--pt2pt [--no-reg]]\n"
             "  -b, -e   size range in bytes, K/M/G suffixes (powers of 1024); default 8 .. 64M\n"
             "  -f       multiply the size by FACTOR each step (default 2)\n"
             "  -d       int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64\n"
@@ -173,7 +175,11 @@ static void perf_usage(FILE *out)
             "  -c       check every size (default 1); exit 1 if any element is wrong\n"
             "  -i       in place (sendbuf == recvbuf)\n"
             "  --bind   pin rank r to the (r mod ncpus)-th allowed CPU, like mpirun --bind-to core\n"
-            "  --json   write the rows as JSON to FILE (rank 0)\n",
+            "  --json   write the rows as JSON to FILE (rank 0)\n"
+            "  --pt2pt  point-to-point instead of allreduce (pairs 0-1, 2-3, ...): latency as\n"
+            "           half round trip (min/median/max) and streaming bandwidth per size, like\n"
+            "           ib_write_lat/ib_write_bw; -n sets both counts; -d/-o/-a/-i ignored\n"
+            "  --no-reg with --pt2pt: do not rdx_mem_register the buffers (no zero-copy)\n",
             PERF_WARMUP_SMALL, PERF_WARMUP_LARGE, PERF_BUDGET_S, PERF_ITERS_MIN, PERF_ITERS_MAX);
 }
 
@@ -283,6 +289,8 @@ static void perf_opts_parse(perf_opts_t *o, int argc, char **argv)
     static const struct option longopts[] = {
         {"json", required_argument, NULL, 'J'},
         {"bind", no_argument, NULL, 'B'},
+        {"pt2pt", no_argument, NULL, 'P'},
+        {"no-reg", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -321,6 +329,8 @@ static void perf_opts_parse(perf_opts_t *o, int argc, char **argv)
         case 'i': o->in_place = 1; break;
         case 'B': o->bind = 1; break;
         case 'J': o->json = optarg; break;
+        case 'P': o->pt2pt = 1; break;
+        case 'R': o->no_reg = 1; break;
         case 'h': perf_usage(stdout); exit(0);
         default: perf_usage(stderr); exit(2);
         }
@@ -798,6 +808,263 @@ static void *perf_alloc(perf_ctx_t *ctx, size_t bytes)
     return p;
 }
 
+/* ---- --pt2pt: point-to-point latency and bandwidth (perftest style) -------------------- */
+/*
+ * Ranks pair up (0-1, 2-3, ...; an odd last rank idles); rank 0's pair is reported. Per size:
+ *   latency    ping-pong with rdx_send/rdx_recv; each round trip / 2 is one sample; min,
+ *              median and max over the samples (ib_write_lat's t_min, t_typical, t_max)
+ *   bandwidth  the even rank streams messages with rdx_isend, PT2PT_WINDOW outstanding
+ *              (ib_write_bw's tx depth), the odd one receives with rdx_irecv and answers
+ *              with one empty message; bytes / (time until that answer), MiB/s (2^20 B/s,
+ *              perftest's unit) and GB/s
+ *   wrong      one more message each way, received into a poisoned buffer and compared
+ *              byte by byte with the sender's pattern, summed over ranks
+ * Send and receive buffers are given to rdx_mem_register (unless --no-reg), so the verbs
+ * transport sends large messages zero-copy straight from them.
+ */
+#define PT2PT_WINDOW 64
+#define PT2PT_LAT_MIN 20
+#define PT2PT_LAT_MAX 2000
+#define PT2PT_BW_MIN 16
+#define PT2PT_BW_MAX 2000
+#define PT2PT_BW_BUDGET_BYTES ((size_t)256 << 20)
+
+typedef struct pt2pt_row {
+    size_t bytes;
+    long lat_iters, bw_iters;
+    double lat_min_us, lat_med_us, lat_max_us;
+    double bw_mibs;
+    long long wrong;
+} pt2pt_row_t;
+
+static int pt2pt_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static unsigned char pt2pt_byte(int from, size_t bytes, size_t i)
+{
+    return (unsigned char)(from * 31 + bytes * 7 + i * 13 + (i >> 9));
+}
+
+/* One ping-pong: the even rank sends first. */
+static void pt2pt_pingpong(perf_ctx_t *ctx, int peer, size_t bytes)
+{
+    if (ctx->rank % 2 == 0) {
+        PERF_CALL(ctx, rdx_send(ctx->comm, ctx->sendbuf, bytes, RDX_UINT8, peer));
+        PERF_CALL(ctx, rdx_recv(ctx->comm, ctx->recvbuf, bytes, RDX_UINT8, peer));
+    } else {
+        PERF_CALL(ctx, rdx_recv(ctx->comm, ctx->recvbuf, bytes, RDX_UINT8, peer));
+        PERF_CALL(ctx, rdx_send(ctx->comm, ctx->sendbuf, bytes, RDX_UINT8, peer));
+    }
+}
+
+static long pt2pt_clamp(double want, long lo, long hi)
+{
+    return want < lo ? lo : want > hi ? hi : (long)want;
+}
+
+static void pt2pt_latency(perf_ctx_t *ctx, int peer, size_t bytes, pt2pt_row_t *row)
+{
+    int warm = ctx->opts.warmup >= 0 ? ctx->opts.warmup : PERF_WARMUP_SMALL;
+    double est = 0;
+    for (int k = 0; k < warm + 1; k++) {
+        double t0 = perf_now();
+        if (peer >= 0)
+            pt2pt_pingpong(ctx, peer, bytes);
+        if (k > 0 || warm == 0)
+            est = perf_now() - t0;
+    }
+    est = perf_max_double(ctx, est); /* every rank runs the same count */
+    long iters = ctx->opts.iters > 0 ? ctx->opts.iters
+                 : pt2pt_clamp(PERF_BUDGET_S / (est > 1e-9 ? est : 1e-9), PT2PT_LAT_MIN,
+                               PT2PT_LAT_MAX);
+    double *t = calloc((size_t)iters, sizeof(*t));
+    if (!t)
+        perf_die(ctx, "calloc", RDX_ERR_NO_MEMORY);
+    perf_sync(ctx);
+    for (long it = 0; peer >= 0 && it < iters; it++) {
+        double t0 = perf_now();
+        pt2pt_pingpong(ctx, peer, bytes);
+        t[it] = (perf_now() - t0) / 2;
+    }
+    qsort(t, (size_t)iters, sizeof(*t), pt2pt_cmp_double);
+    row->lat_iters = iters;
+    row->lat_min_us = t[0] * 1e6;
+    row->lat_med_us = t[iters / 2] * 1e6;
+    row->lat_max_us = t[iters - 1] * 1e6;
+    free(t);
+}
+
+/* n messages from the even to the odd rank, PT2PT_WINDOW outstanding at a time, then an
+ * empty answer; returns the even rank's seconds from the first send to the answer. */
+static double pt2pt_stream(perf_ctx_t *ctx, int peer, size_t bytes, long n)
+{
+    rdx_request_t *req[PT2PT_WINDOW];
+    int sender = ctx->rank % 2 == 0;
+    double t0 = perf_now();
+    for (long done = 0; done < n;) {
+        int w = n - done < PT2PT_WINDOW ? (int)(n - done) : PT2PT_WINDOW;
+        for (int k = 0; k < w; k++) {
+            if (sender)
+                PERF_CALL(ctx, rdx_isend(ctx->comm, ctx->sendbuf, bytes, RDX_UINT8, peer,
+                                         &req[k]));
+            else
+                PERF_CALL(ctx, rdx_irecv(ctx->comm, ctx->recvbuf, bytes, RDX_UINT8, peer,
+                                         &req[k]));
+        }
+        for (int k = 0; k < w; k++)
+            PERF_CALL(ctx, rdx_wait(req[k]));
+        done += w;
+    }
+    if (sender)
+        PERF_CALL(ctx, rdx_recv(ctx->comm, NULL, 0, RDX_UINT8, peer));
+    else
+        PERF_CALL(ctx, rdx_send(ctx->comm, NULL, 0, RDX_UINT8, peer));
+    return perf_now() - t0;
+}
+
+static void pt2pt_bandwidth(perf_ctx_t *ctx, int peer, size_t bytes, pt2pt_row_t *row)
+{
+    long n = ctx->opts.iters > 0 ? ctx->opts.iters
+             : pt2pt_clamp((double)PT2PT_BW_BUDGET_BYTES / (double)bytes, PT2PT_BW_MIN,
+                           PT2PT_BW_MAX);
+    if (peer >= 0) /* warmup: a short stream, untimed */
+        (void)pt2pt_stream(ctx, peer, bytes, n < PT2PT_WINDOW ? n : PT2PT_WINDOW);
+    perf_sync(ctx);
+    double secs = peer >= 0 ? pt2pt_stream(ctx, peer, bytes, n) : 0;
+    row->bw_iters = n;
+    row->bw_mibs = secs > 0 ? (double)bytes * (double)n / secs / (1 << 20) : 0;
+}
+
+/* One checked message each way; returns the wrong bytes over all ranks. */
+static long long pt2pt_check(perf_ctx_t *ctx, int peer, size_t bytes)
+{
+    long long wrong = 0;
+    if (peer >= 0) {
+        for (size_t i = 0; i < bytes; i++)
+            ctx->sendbuf[i] = pt2pt_byte(ctx->rank, bytes, i);
+        memset(ctx->recvbuf, PERF_POISON, bytes);
+        pt2pt_pingpong(ctx, peer, bytes);
+        for (size_t i = 0; i < bytes; i++)
+            if (ctx->recvbuf[i] != pt2pt_byte(peer, bytes, i) && wrong++ == 0)
+                fprintf(stderr, "rdx-perf: rank %d: %zu B from rank %d: byte %zu is 0x%02x, "
+                        "expected 0x%02x\n", ctx->rank, bytes, peer, i, ctx->recvbuf[i],
+                        pt2pt_byte(peer, bytes, i));
+    }
+    return perf_sum_ll(ctx, wrong);
+}
+
+static void pt2pt_print_header(const perf_ctx_t *ctx)
+{
+    printf("# rdx-perf --pt2pt: ranks %d (pairs 0-1, 2-3, ...; rank 0's pair shown), "
+           "transport %s, buffers %s, check %d\n", ctx->size, rdx_comm_transport(ctx->comm),
+           ctx->opts.no_reg ? "not registered" : "registered (rdx_mem_register)",
+           ctx->opts.check);
+    printf("# latency: half round trip of a rdx_send/rdx_recv ping-pong (us); bandwidth: "
+           "%d rdx_isend outstanding, MiB/s = 2^20 B/s\n#\n", PT2PT_WINDOW);
+    printf("#%11s %9s %10s %10s %10s %9s %11s %9s %8s\n", "size", "lat_iters", "lat_min",
+           "lat_median", "lat_max", "bw_iters", "bw", "bw", "#wrong");
+    printf("#%11s %9s %10s %10s %10s %9s %11s %9s %8s\n", "(B)", "", "(us)", "(us)", "(us)",
+           "", "(MiB/s)", "(GB/s)", "");
+    fflush(stdout);
+}
+
+static void pt2pt_print_row(const pt2pt_row_t *r)
+{
+    char wrong[32];
+    if (r->wrong < 0)
+        snprintf(wrong, sizeof(wrong), "N/A");
+    else
+        snprintf(wrong, sizeof(wrong), "%lld", r->wrong);
+    printf("%12zu %9ld %10.2f %10.2f %10.2f %9ld %11.2f %9.3f %8s\n", r->bytes, r->lat_iters,
+           r->lat_min_us, r->lat_med_us, r->lat_max_us, r->bw_iters, r->bw_mibs,
+           r->bw_mibs * (1 << 20) / 1e9, wrong);
+    fflush(stdout);
+}
+
+static int pt2pt_write_json(const pt2pt_row_t *rows, int n, const perf_ctx_t *ctx,
+                            const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    fprintf(f, "{\"mode\":\"pt2pt\",\"ranks\":%d,\"transport\":\"%s\",\"rows\":[", ctx->size,
+            rdx_comm_transport(ctx->comm));
+    for (int k = 0; k < n; k++)
+        fprintf(f, "%s{\"bytes\":%zu,\"lat_min_us\":%.3f,\"lat_median_us\":%.3f,"
+                "\"lat_max_us\":%.3f,\"bw_mibs\":%.3f,\"wrong\":%lld}", k ? "," : "",
+                rows[k].bytes, rows[k].lat_min_us, rows[k].lat_med_us, rows[k].lat_max_us,
+                rows[k].bw_mibs, rows[k].wrong);
+    fprintf(f, "]}\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The whole --pt2pt run after rdx_comm_init; returns the exit status. */
+static int pt2pt_main(perf_ctx_t *ctx)
+{
+    const perf_opts_t *o = &ctx->opts;
+    if (ctx->size < 2) {
+        fprintf(stderr, "rdx-perf: --pt2pt needs at least 2 ranks (rdx-run -n 2 ...)\n");
+        return 2;
+    }
+    int peer = ctx->rank ^ 1;
+    if (peer >= ctx->size)
+        peer = -1; /* odd last rank: only takes part in the collectives that line ranks up */
+    ctx->sendbuf = perf_alloc(ctx, o->max_bytes);
+    ctx->recvbuf = perf_alloc(ctx, o->max_bytes);
+    memset(ctx->sendbuf, 1, o->max_bytes);
+    memset(ctx->recvbuf, 0, o->max_bytes);
+    rdx_mem_t *mr_send = NULL, *mr_recv = NULL;
+    if (!o->no_reg) {
+        PERF_CALL(ctx, rdx_mem_register(ctx->comm, ctx->sendbuf, o->max_bytes, &mr_send));
+        PERF_CALL(ctx, rdx_mem_register(ctx->comm, ctx->recvbuf, o->max_bytes, &mr_recv));
+    }
+    if (ctx->rank == 0)
+        pt2pt_print_header(ctx);
+    pt2pt_row_t rows[PERF_MAX_ROWS];
+    int n = 0;
+    long long wrong = 0;
+    for (size_t b = o->min_bytes; b <= o->max_bytes && n < PERF_MAX_ROWS; b *= o->factor) {
+        pt2pt_row_t *r = &rows[n++];
+        memset(r, 0, sizeof(*r));
+        r->bytes = b;
+        memset(ctx->sendbuf, 1, b);
+        pt2pt_latency(ctx, peer, b, r);
+        pt2pt_bandwidth(ctx, peer, b, r);
+        r->wrong = o->check ? pt2pt_check(ctx, peer, b) : -1;
+        wrong += r->wrong > 0 ? r->wrong : 0;
+        if (ctx->rank == 0)
+            pt2pt_print_row(r);
+        if (b > o->max_bytes / o->factor)
+            break;
+    }
+    if (ctx->rank == 0) {
+        if (!o->check)
+            printf("# results not checked (-c 0)\n");
+        else if (wrong)
+            printf("# FAILED: %lld wrong bytes\n", wrong);
+        else
+            printf("# wrong: 0 (every size checked both ways)\n");
+        fflush(stdout);
+        if (o->json && pt2pt_write_json(rows, n, ctx, o->json) != 0) {
+            fprintf(stderr, "rdx-perf: rank 0: cannot write %s\n", o->json);
+            return 2;
+        }
+    }
+    if (mr_send)
+        PERF_CALL(ctx, rdx_mem_deregister(ctx->comm, mr_send));
+    if (mr_recv)
+        PERF_CALL(ctx, rdx_mem_deregister(ctx->comm, mr_recv));
+    free(ctx->sendbuf);
+    free(ctx->recvbuf);
+    ctx->sendbuf = ctx->recvbuf = NULL;
+    return wrong ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     static perf_ctx_t ctx;
@@ -825,6 +1092,11 @@ int main(int argc, char **argv)
     }
     if (ctx.opts.bind)
         perf_bind_all(&ctx);
+    if (ctx.opts.pt2pt) {
+        int st = pt2pt_main(&ctx);
+        PERF_CALL(&ctx, rdx_comm_destroy(ctx.comm));
+        return st;
+    }
     if (ctx.rank == 0)
         perf_print_header(&ctx);
 

@@ -180,6 +180,10 @@ void rdx_verbs_mr_cache_cleanup(rdx_verbs_mr_cache_t *c);
 rdx_status_t rdx_verbs_mr_cache_get(rdx_verbs_mr_cache_t *c, void *buf, size_t bytes,
                                     rdx_tp_mem_t **mem);
 rdx_status_t rdx_verbs_mr_cache_put(rdx_verbs_mr_cache_t *c, rdx_tp_mem_t *mem);
+/* The registration holding all of [buf, buf + bytes), or NULL (no reference taken: for the
+ * zero-copy send path, which must not outlive the user's registration). */
+const rdx_tp_mem_t *rdx_verbs_mr_cache_find(const rdx_verbs_mr_cache_t *c, const void *buf,
+                                            size_t bytes);
 
 /* Keys and reference count of a registration (for zero-copy users and tests). */
 uint32_t rdx_verbs_mem_lkey(const rdx_tp_mem_t *mem);
@@ -190,5 +194,7 @@ int rdx_verbs_mem_refs(const rdx_tp_mem_t *mem);
 
 /* The device and GID an existing transport uses (for tests and rdx-info). */
 const rdx_verbs_dev_t *rdx_verbs_tp_dev(const rdx_tp_t *tp);
+/* Messages and payload bytes sent zero-copy from registered user memory so far (tests). */
+void rdx_verbs_tp_zcopy_stats(const rdx_tp_t *tp, uint64_t *msgs, uint64_t *bytes);
 
 #endif

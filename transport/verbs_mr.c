@@ -37,6 +37,15 @@ static rdx_tp_mem_t *cache_find(rdx_verbs_mr_cache_t *c, uintptr_t start, uintpt
     return NULL;
 }
 
+const rdx_tp_mem_t *rdx_verbs_mr_cache_find(const rdx_verbs_mr_cache_t *c, const void *buf,
+                                            size_t bytes)
+{
+    uintptr_t start = (uintptr_t)buf;
+    if (!buf || start + bytes < start)
+        return NULL;
+    return cache_find((rdx_verbs_mr_cache_t *)c, start, start + bytes);
+}
+
 rdx_status_t rdx_verbs_mr_cache_get(rdx_verbs_mr_cache_t *c, void *buf, size_t bytes,
                                     rdx_tp_mem_t **mem)
 {
