@@ -1,10 +1,19 @@
 /*
- * rdx-perf: allreduce latency and bandwidth over a range of sizes, nccl-tests style, with
+ * rdx-perf: collective latency and bandwidth over a range of sizes, nccl-tests style, with
  * every size checked against a closed-form expected value.
  *
- *   rdx-run -n 4 rdx-perf [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-d DTYPE] [-o OP]
- *                         [-a ALGO] [-w WARMUP] [-n ITERS] [-c 0|1] [-i] [--bind]
+ *   rdx-run -n 4 rdx-perf [-C COLLECTIVE] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-d DTYPE]
+ *                         [-o OP] [-a ALGO] [-w WARMUP] [-n ITERS] [-c 0|1] [-i] [--bind]
  *                         [--json FILE]
+ *
+ * -C allreduce (default), reduce_scatter, allgather, broadcast or reduce (root 0). As in
+ * nccl-tests, the size is the whole vector: reduce_scatter's input and allgather's output
+ * (each rank's block is size/n, sizes rounded down to a multiple of n elements), and
+ *   busbw = algbw x  2(n-1)/n  allreduce
+ *                    (n-1)/n   reduce_scatter, allgather
+ *                    1         broadcast, reduce
+ * the bandwidth each rank's links carry in the bandwidth-optimal algorithm, comparable across
+ * rank counts and with nccl-tests' figures.
  *
  * Measurement, per size:
  *   warmup   -w calls (default 5, 2 from 32 MiB up); the first is untimed (connection and
@@ -14,11 +23,12 @@
  *   time_us  mean time of one allreduce on the slowest rank: each rank times its own loop
  *            (after a one-element allreduce that lines the ranks up) and the per-rank means
  *            are combined with allreduce MAX.
- *   algbw    bytes / time (GB/s, 1 GB = 1e9 B); busbw = algbw * 2(n-1)/n (nccl-tests), the
- *            rate each rank's links carry in a ring, comparable across rank counts.
+ *   algbw    bytes / time (GB/s, 1 GB = 1e9 B); busbw = algbw x the factor above.
  *   wrong    after the timed loop the receive buffer is poisoned, the input restored (in
- *            place) and one more allreduce checked element by element on every rank; the
- *            column is the total over ranks of elements that differ from the expected value.
+ *            place) and one more call checked element by element on every rank (reduce: on
+ *            the root); the column is the total over ranks of elements that differ from the
+ *            expected value: the reduction (allreduce, reduce, reduce_scatter: its block) or
+ *            the contributing rank's input (allgather, broadcast), bit for bit.
  *
  * Inputs are periodic in the element index with a small prime period p chosen from n so that
  * every partial result is a small integer, exact in every datatype including int8, fp16 and
@@ -73,11 +83,20 @@ typedef struct perf_opts {
     int in_place;
     int bind;
     const char *json;
+    int coll;             /* -C: perf_coll_t */
     int pt2pt;            /* --pt2pt: point-to-point latency and bandwidth instead */
     int no_reg;           /* --no-reg: --pt2pt buffers not given to rdx_mem_register */
 } perf_opts_t;
 
-/* One period of this rank's input and of the expected result (p elements each). */
+/* -C: the collective timed. */
+typedef enum {
+    PERF_ALLREDUCE, PERF_REDUCE_SCATTER, PERF_ALLGATHER, PERF_BROADCAST, PERF_REDUCE, PERF_NCOLL
+} perf_coll_t;
+static const char *const k_perf_coll_names[PERF_NCOLL] = {"allreduce", "reduce_scatter",
+                                                          "allgather", "broadcast", "reduce"};
+
+/* One period of this rank's input and of the expected result (p elements each), and the
+ * inputs of every rank (allgather, broadcast). */
 typedef struct perf_pattern {
     size_t period;
     size_t esize;
@@ -85,7 +104,18 @@ typedef struct perf_pattern {
     unsigned char expect[PERF_MAX_PERIOD * 8];
     double expect_num[PERF_MAX_PERIOD];
     double tol_rel;       /* 0: bit-exact; else |got - expect| <= expect * tol_rel */
+    unsigned char *inputs;    /* rank q's input period at q * period * esize */
+    double *inputs_num;
 } perf_pattern_t;
+
+/* What one block of an output must hold: period elements (bit patterns and values),
+ * starting at residue `first` of the input index. */
+typedef struct perf_expect {
+    const unsigned char *bits;
+    const double *num;
+    double tol_rel;
+    size_t first;
+} perf_expect_t;
 
 typedef struct perf_row {
     size_t bytes;
@@ -160,16 +190,18 @@ static void perf_sync(perf_ctx_t *ctx)
 static void perf_usage(FILE *out)
 {
     fprintf(out,
-            "usage: rdx-perf [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-d DTYPE] [-o OP]\n"
-            "                [-a ALGO] [-w WARMUP] [-n ITERS] [-c 0|1] [-i] [--bind]\n"
+            "usage: rdx-perf [-C COLL] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-d DTYPE]\n"
+            "                [-o OP] [-a ALGO] [-w WARMUP] [-n ITERS] [-c 0|1] [-i] [--bind]\n"
             "                [--json FILE] [--pt2pt [--no-reg]]\n"
+            "  -C       allreduce (default) reduce_scatter allgather broadcast reduce (root 0);\n"
+            "           the size is the whole vector (reduce_scatter's input, allgather's output)\n"
             "  -b, -e   size range in bytes, K/M/G suffixes (powers of 1024); default 8 .. 64M\n"
             "  -f       multiply the size by FACTOR each step (default 2)\n"
             "  -d       int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64\n"
             "           (default float32)\n"
             "  -o       sum prod min max avg (default sum)\n"
             "  -a       ring tree rd rabenseifner auto: exported as RDX_ALGO (default: the\n"
-            "           environment's RDX_ALGO, else auto)\n"
+            "           environment's RDX_ALGO, else auto); broadcast/reduce: ring = chain\n"
             "  -w       warmup calls per size (default %d, %d from 32 MiB)\n"
             "  -n       timed calls per size (default: ~%.1f s per size, %d..%d)\n"
             "  -c       check every size (default 1); exit 1 if any element is wrong\n"
@@ -299,8 +331,15 @@ static void perf_opts_parse(perf_opts_t *o, int argc, char **argv)
     perf_opts_default(o);
     if (getenv("RDX_ALGO") && getenv("RDX_ALGO")[0])
         o->algo = getenv("RDX_ALGO");
-    while ((c = getopt_long(argc, argv, "b:e:f:d:o:a:w:n:c:ih", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "C:b:e:f:d:o:a:w:n:c:ih", longopts, NULL)) != -1) {
         switch (c) {
+        case 'C':
+            for (o->coll = 0; o->coll < PERF_NCOLL; o->coll++)
+                if (strcmp(optarg, k_perf_coll_names[o->coll]) == 0)
+                    break;
+            if (o->coll == PERF_NCOLL)
+                perf_bad_arg("-C (allreduce|reduce_scatter|allgather|broadcast|reduce)", optarg);
+            break;
         case 'b': if (perf_parse_size(optarg, &o->min_bytes)) perf_bad_arg("-b", optarg); break;
         case 'e': if (perf_parse_size(optarg, &o->max_bytes)) perf_bad_arg("-e", optarg); break;
         case 'f':
@@ -474,6 +513,18 @@ static void perf_pattern_init(perf_pattern_t *pat, rdx_dtype_t dt, rdx_op_t op, 
     }
     if (op == RDX_AVG && perf_dtype_is_float(dt))
         pat->tol_rel = ldexp(1.0, -perf_mantissa_bits(dt));
+    pat->inputs = calloc((size_t)n * pat->period, pat->esize);
+    pat->inputs_num = calloc((size_t)n * pat->period, sizeof(double));
+    if (!pat->inputs || !pat->inputs_num) {
+        fprintf(stderr, "rdx-perf: rank %d: out of memory\n", rank);
+        exit(2);
+    }
+    for (int q = 0; q < n; q++)
+        for (size_t j = 0; j < pat->period; j++) {
+            size_t k = (size_t)q * pat->period + j;
+            perf_store_int(dt, pat->inputs + k * pat->esize, perf_input(op, q, n, pat->period, j));
+            pat->inputs_num[k] = perf_load_double(dt, pat->inputs + k * pat->esize);
+        }
 }
 
 /* buf[0 .. count) = the periodic pattern `one` (period p elements), by doubling copies. */
@@ -490,35 +541,38 @@ static void perf_fill(unsigned char *buf, size_t count, const unsigned char *one
     }
 }
 
-static int perf_elem_ok(const perf_pattern_t *pat, rdx_dtype_t dt, const unsigned char *got,
-                        size_t j)
+static int perf_elem_ok(const perf_pattern_t *pat, const perf_expect_t *ex, rdx_dtype_t dt,
+                        const unsigned char *got, size_t j)
 {
-    if (memcmp(got, pat->expect + j * pat->esize, pat->esize) == 0)
+    if (memcmp(got, ex->bits + j * pat->esize, pat->esize) == 0)
         return 1;
-    if (pat->tol_rel == 0)
+    if (ex->tol_rel == 0)
         return 0;
-    double x = perf_load_double(dt, got), e = pat->expect_num[j];
-    return fabs(x - e) <= fabs(e) * pat->tol_rel;  /* false for NaN */
+    double x = perf_load_double(dt, got), e = ex->num[j];
+    return fabs(x - e) <= fabs(e) * ex->tol_rel;  /* false for NaN */
 }
 
-/* Elements of buf[0 .. count) that differ from the expected pattern. */
-static long long perf_count_wrong(const perf_ctx_t *ctx, const unsigned char *buf, size_t count,
-                                  size_t *first_bad)
+/* Elements of buf[0 .. count) that differ from ex (element k: residue (first + k) mod p);
+ * *first_bad and *want get the first wrong one's index and expected value. */
+static long long perf_count_wrong(const perf_ctx_t *ctx, const perf_expect_t *ex,
+                                  const unsigned char *buf, size_t count, size_t *first_bad,
+                                  double *want)
 {
     const perf_pattern_t *pat = &ctx->pat;
-    size_t pb = pat->period * pat->esize;
+    size_t p = pat->period, es = pat->esize, r0 = ex->first % p;
     long long wrong = 0;
-    for (size_t base = 0; base < count; base += pat->period) {
-        size_t m = count - base < pat->period ? count - base : pat->period;
-        const unsigned char *blk = buf + base * pat->esize;
-        if (m == pat->period && memcmp(blk, pat->expect, pb) == 0)
+    for (size_t k = 0; k < count; k++) {
+        size_t j = (r0 + k) % p;
+        if (j == 0 && count - k >= p && memcmp(buf + k * es, ex->bits, p * es) == 0) {
+            k += p - 1;  /* a whole period right: the common case, one memcmp */
             continue;
-        for (size_t j = 0; j < m; j++) {
-            if (!perf_elem_ok(pat, ctx->opts.dtype, blk + j * pat->esize, j)) {
-                if (wrong == 0)
-                    *first_bad = base + j;
-                wrong++;
+        }
+        if (!perf_elem_ok(pat, ex, ctx->opts.dtype, buf + k * es, j)) {
+            if (wrong == 0) {
+                *first_bad = k;
+                *want = ex->num[j];
             }
+            wrong++;
         }
     }
     return wrong;
@@ -579,10 +633,87 @@ static void perf_bind_all(perf_ctx_t *ctx)
 
 /* ---- one size -------------------------------------------------------------------------- */
 
-static void perf_allreduce(perf_ctx_t *ctx, size_t count)
+/* Elements of each rank's block: the API's count (reduce_scatter: recvcount, allgather:
+ * sendcount) for `total` elements of the whole vector; 0 if total < n there. */
+static size_t perf_block(const perf_ctx_t *ctx, size_t total)
 {
-    PERF_CALL(ctx, rdx_allreduce(ctx->comm, ctx->sendbuf, ctx->recvbuf, count, ctx->opts.dtype,
-                                 ctx->opts.op));
+    int per_rank = ctx->opts.coll == PERF_REDUCE_SCATTER || ctx->opts.coll == PERF_ALLGATHER;
+    return per_rank ? total / (size_t)ctx->size : total;
+}
+
+static size_t perf_total(const perf_ctx_t *ctx, size_t count)
+{
+    int per_rank = ctx->opts.coll == PERF_REDUCE_SCATTER || ctx->opts.coll == PERF_ALLGATHER;
+    return per_rank ? count * (size_t)ctx->size : count;
+}
+
+/* busbw / algbw (nccl-tests' factors: see the top comment). */
+static double perf_busbw_factor(const perf_ctx_t *ctx)
+{
+    double n = ctx->size;
+    switch (ctx->opts.coll) {
+    case PERF_ALLREDUCE: return 2 * (n - 1) / n;
+    case PERF_REDUCE_SCATTER: case PERF_ALLGATHER: return (n - 1) / n;
+    default: return 1;
+    }
+}
+
+/* Where this rank's block of the in-place buffer starts (reduce_scatter's result,
+ * allgather's input). */
+static unsigned char *perf_own_block(const perf_ctx_t *ctx, size_t count)
+{
+    return ctx->recvbuf + (size_t)ctx->rank * count * ctx->pat.esize;
+}
+
+/* One call of the collective on count elements per rank block (see perf_block). */
+static void perf_collective(perf_ctx_t *ctx, size_t count)
+{
+    const perf_opts_t *o = &ctx->opts;
+    rdx_comm_t *c = ctx->comm;
+    void *recv = ctx->recvbuf;
+    const void *send = ctx->sendbuf;
+    switch ((perf_coll_t)o->coll) {
+    case PERF_REDUCE_SCATTER:
+        recv = o->in_place ? perf_own_block(ctx, count) : recv;
+        PERF_CALL(ctx, rdx_reduce_scatter(c, send, recv, count, o->dtype, o->op));
+        break;
+    case PERF_ALLGATHER:
+        send = o->in_place ? perf_own_block(ctx, count) : send;
+        PERF_CALL(ctx, rdx_allgather(c, send, recv, count, o->dtype));
+        break;
+    case PERF_BROADCAST:
+        PERF_CALL(ctx, rdx_broadcast(c, send, recv, count, o->dtype, 0));
+        break;
+    case PERF_REDUCE:
+        PERF_CALL(ctx, rdx_reduce(c, send, recv, count, o->dtype, o->op, 0));
+        break;
+    default:
+        PERF_CALL(ctx, rdx_allreduce(c, send, recv, count, o->dtype, o->op));
+        break;
+    }
+}
+
+/* In place: writes this rank's input where the collective reads it (out of place the send
+ * buffer holds it from the start and is never written). */
+static void perf_place_input(perf_ctx_t *ctx, size_t count)
+{
+    if (!ctx->opts.in_place)
+        return;
+    switch ((perf_coll_t)ctx->opts.coll) {
+    case PERF_REDUCE_SCATTER:
+        perf_fill(ctx->recvbuf, count * (size_t)ctx->size, ctx->pat.input, &ctx->pat);
+        break;
+    case PERF_ALLGATHER:
+        perf_fill(perf_own_block(ctx, count), count, ctx->pat.input, &ctx->pat);
+        break;
+    case PERF_BROADCAST:
+        if (ctx->rank == 0)
+            perf_fill(ctx->recvbuf, count, ctx->pat.input, &ctx->pat);
+        break;
+    default:
+        perf_fill(ctx->recvbuf, count, ctx->pat.input, &ctx->pat);
+        break;
+    }
 }
 
 /* Runs the warmup; returns this rank's per-call estimate from the timed warmup calls
@@ -593,7 +724,7 @@ static double perf_warmup(perf_ctx_t *ctx, size_t count, int warm, int need_esti
     int timed = 0;
     for (int k = 0; k < warm; k++) {
         double t0 = perf_now();
-        perf_allreduce(ctx, count);
+        perf_collective(ctx, count);
         if (k > 0) {
             total += perf_now() - t0;
             timed++;
@@ -601,7 +732,7 @@ static double perf_warmup(perf_ctx_t *ctx, size_t count, int warm, int need_esti
     }
     if (need_estimate && timed == 0) {
         double t0 = perf_now();
-        perf_allreduce(ctx, count);
+        perf_collective(ctx, count);
         total = perf_now() - t0;
         timed = 1;
     }
@@ -631,30 +762,72 @@ static double perf_time(perf_ctx_t *ctx, size_t count, long iters)
     perf_sync(ctx);
     double t0 = perf_now();
     for (long it = 0; it < iters; it++)
-        perf_allreduce(ctx, count);
+        perf_collective(ctx, count);
     double mean = (perf_now() - t0) / (double)iters;
     return perf_max_double(ctx, mean);
+}
+
+/* Checks this rank's output of the call just made; returns its wrong elements. */
+static long long perf_verify(perf_ctx_t *ctx, size_t count, size_t *first_bad, double *want)
+{
+    const perf_pattern_t *pat = &ctx->pat;
+    perf_expect_t red = {pat->expect, pat->expect_num, pat->tol_rel, 0};
+    size_t p = pat->period, es = pat->esize;
+    long long wrong = 0;
+    switch ((perf_coll_t)ctx->opts.coll) {
+    case PERF_REDUCE_SCATTER:  /* block r of the reduction: input elements r*count.. */
+        red.first = (size_t)ctx->rank * count;
+        return perf_count_wrong(ctx, &red, ctx->opts.in_place ? perf_own_block(ctx, count)
+                                                              : ctx->recvbuf,
+                                count, first_bad, want);
+    case PERF_ALLGATHER:
+        for (int q = 0; q < ctx->size; q++) {
+            perf_expect_t in = {pat->inputs + (size_t)q * p * es, pat->inputs_num + (size_t)q * p,
+                                0, 0};
+            size_t bad = 0;
+            long long w = perf_count_wrong(ctx, &in, ctx->recvbuf + (size_t)q * count * es,
+                                           count, &bad, want);
+            if (w && !wrong)
+                *first_bad = (size_t)q * count + bad;
+            wrong += w;
+        }
+        return wrong;
+    case PERF_BROADCAST: {
+        perf_expect_t in = {pat->inputs, pat->inputs_num, 0, 0};  /* root 0's input */
+        return perf_count_wrong(ctx, &in, ctx->recvbuf, count, first_bad, want);
+    }
+    case PERF_REDUCE:
+        if (ctx->rank != 0)
+            return 0;
+        /* fall through */
+    default:
+        return perf_count_wrong(ctx, &red, ctx->recvbuf, count, first_bad, want);
+    }
 }
 
 /* One checked call on a poisoned receive buffer; returns wrong elements over all ranks. */
 static long long perf_check(perf_ctx_t *ctx, size_t count)
 {
-    size_t first_bad = 0;
-    if (ctx->opts.in_place)
-        perf_fill(ctx->recvbuf, count, ctx->pat.input, &ctx->pat);
-    else
-        memset(ctx->recvbuf, PERF_POISON, count * ctx->pat.esize);
-    perf_allreduce(ctx, count);
-    long long wrong = perf_count_wrong(ctx, ctx->recvbuf, count, &first_bad);
+    size_t first_bad = 0, out = count;
+    double want = 0;
+    if (ctx->opts.coll == PERF_ALLGATHER || (ctx->opts.coll == PERF_REDUCE_SCATTER &&
+                                             ctx->opts.in_place))
+        out = count * (size_t)ctx->size;
+    memset(ctx->recvbuf, PERF_POISON, out * ctx->pat.esize);
+    perf_place_input(ctx, count);
+    perf_collective(ctx, count);
+    long long wrong = perf_verify(ctx, count, &first_bad, &want);
     if (wrong > 0) {
-        size_t j = first_bad % ctx->pat.period;
+        unsigned char *res = ctx->recvbuf;
+        if (ctx->opts.coll == PERF_REDUCE_SCATTER && ctx->opts.in_place)
+            res = perf_own_block(ctx, count);
         fprintf(stderr,
-                "rdx-perf: rank %d: %zu elements (%s %s%s): %lld wrong, first at index %zu: "
-                "got %.17g, expected %.17g\n",
-                ctx->rank, count, rdx_dtype_name(ctx->opts.dtype), rdx_op_name(ctx->opts.op),
+                "rdx-perf: rank %d: %s of %zu elements per block (%s %s%s): %lld wrong, first "
+                "at index %zu: got %.17g, expected %.17g\n",
+                ctx->rank, k_perf_coll_names[ctx->opts.coll], count,
+                rdx_dtype_name(ctx->opts.dtype), rdx_op_name(ctx->opts.op),
                 ctx->opts.in_place ? ", in place" : "", wrong, first_bad,
-                perf_load_double(ctx->opts.dtype, ctx->recvbuf + first_bad * ctx->pat.esize),
-                ctx->pat.expect_num[j]);
+                perf_load_double(ctx->opts.dtype, res + first_bad * ctx->pat.esize), want);
     }
     return perf_sum_ll(ctx, wrong);
 }
@@ -662,9 +835,10 @@ static long long perf_check(perf_ctx_t *ctx, size_t count)
 static void perf_print_header(const perf_ctx_t *ctx)
 {
     const perf_opts_t *o = &ctx->opts;
-    printf("# rdx-perf: ranks %d, transport %s, dtype %s, op %s, algo %s, %s, check %d\n",
-           ctx->size, rdx_comm_transport(ctx->comm), rdx_dtype_name(o->dtype),
-           rdx_op_name(o->op), o->algo, o->in_place ? "in place" : "out of place", o->check);
+    printf("# rdx-perf: %s, ranks %d, transport %s, dtype %s, op %s, algo %s, %s, check %d\n",
+           k_perf_coll_names[o->coll], ctx->size, rdx_comm_transport(ctx->comm),
+           rdx_dtype_name(o->dtype), rdx_op_name(o->op), o->algo,
+           o->in_place ? "in place" : "out of place", o->check);
     if (o->warmup >= 0)
         printf("# warmup %d per size; ", o->warmup);
     else
@@ -676,8 +850,8 @@ static void perf_print_header(const perf_ctx_t *ctx)
         printf("iters ~%.1f s per size (%d..%d)\n", PERF_BUDGET_S, PERF_ITERS_MIN, PERF_ITERS_MAX);
     if (o->bind)
         printf("# bind: rank->cpu %s\n", ctx->bind_desc);
-    printf("# time_us: slowest rank's mean; algbw = bytes/time; busbw = algbw*2(n-1)/n; "
-           "GB = 1e9 B\n#\n");
+    printf("# time_us: slowest rank's mean; algbw = bytes/time; busbw = algbw*%.4g (nccl-tests "
+           "factor for %s); GB = 1e9 B\n#\n", perf_busbw_factor(ctx), k_perf_coll_names[o->coll]);
     printf("#%11s %12s %9s %7s %13s %12s %9s %9s %8s\n", "size", "count", "type", "redop",
            "algo", "time", "algbw", "busbw", "#wrong");
     printf("#%11s %12s %9s %7s %13s %12s %9s %9s %8s\n", "(B)", "(elements)", "", "", "",
@@ -698,19 +872,19 @@ static void perf_print_row(const perf_ctx_t *ctx, const perf_row_t *row)
     fflush(stdout);
 }
 
+/* count: elements of each rank's block (perf_block). */
 static void perf_run_size(perf_ctx_t *ctx, size_t count)
 {
     perf_row_t *row = &ctx->rows[ctx->nrows++];
-    size_t bytes = count * ctx->pat.esize;
-    if (ctx->opts.in_place)
-        perf_fill(ctx->recvbuf, count, ctx->pat.input, &ctx->pat);
+    size_t bytes = perf_total(ctx, count) * ctx->pat.esize;
+    perf_place_input(ctx, count);
     long iters = perf_iters_for(ctx, bytes, count);
     double secs = perf_time(ctx, count, iters);
     row->bytes = bytes;
-    row->count = count;
+    row->count = perf_total(ctx, count);
     row->time_us = secs * 1e6;
     row->algbw = secs > 0 ? (double)bytes / secs / 1e9 : 0;
-    row->busbw = row->algbw * 2.0 * (ctx->size - 1) / ctx->size;
+    row->busbw = row->algbw * perf_busbw_factor(ctx);
     row->wrong = ctx->opts.check ? perf_check(ctx, count) : -1;
     if (ctx->rank == 0)
         perf_print_row(ctx, row);
@@ -725,8 +899,8 @@ static int perf_write_json(const perf_ctx_t *ctx, const char *path)
         perror(path);
         return -1;
     }
-    fprintf(f, "{\"ranks\":%d,\"transport\":\"%s\",\"rows\":[", ctx->size,
-            rdx_comm_transport(ctx->comm));
+    fprintf(f, "{\"collective\":\"%s\",\"ranks\":%d,\"transport\":\"%s\",\"rows\":[",
+            k_perf_coll_names[ctx->opts.coll], ctx->size, rdx_comm_transport(ctx->comm));
     for (int k = 0; k < ctx->nrows; k++) {
         const perf_row_t *r = &ctx->rows[k];
         fprintf(f,
@@ -1109,8 +1283,10 @@ int main(int argc, char **argv)
     if (!ctx.opts.in_place)
         memset(ctx.recvbuf, 0, max_bytes);
 
-    for (int k = 0; k < ncounts; k++)
-        perf_run_size(&ctx, counts[k]);
+    for (int k = 0; k < ncounts; k++)  /* reduce_scatter/allgather: sizes below n elements skipped */
+        if (perf_block(&ctx, counts[k]) > 0 &&
+            (k == 0 || perf_block(&ctx, counts[k]) != perf_block(&ctx, counts[k - 1])))
+            perf_run_size(&ctx, perf_block(&ctx, counts[k]));
 
     int status = perf_finish(&ctx);
     PERF_CALL(&ctx, rdx_comm_destroy(ctx.comm));
@@ -1118,5 +1294,7 @@ int main(int argc, char **argv)
     if (!ctx.opts.in_place)
         free(ctx.recvbuf);
     free(ctx.sendbuf);
+    free(ctx.pat.inputs);
+    free(ctx.pat.inputs_num);
     return status;
 }
