@@ -2,6 +2,8 @@
  * Pure helpers of the verbs transport, kept apart so unit tests can run them on a host
  * without RDMA: pool sizing and the check of the address blob each rank publishes.
  */
+#include <stdint.h>
+
 #include "src/error.h"
 #include "transport/verbs.h"
 
@@ -36,7 +38,13 @@ rdx_status_t rdx_verbs_layout_compute(int rank, int peers, size_t slot_bytes, in
             l.slot_bytes = max_payload;
     }
     l.stride = RDX_VERBS_PAYLOAD_OFF + round_up(l.slot_bytes, 64);
-    l.region_bytes = (size_t)peers * (size_t)slots * l.stride;
+    /* Without a pool limit nothing above bounds the product, and the pool is allocated and
+     * registered with it: a wrapped size would be a small pool indexed as a huge one. */
+    if (__builtin_mul_overflow((size_t)peers * (size_t)slots, l.stride, &l.region_bytes) ||
+        l.region_bytes > SIZE_MAX / 2)
+        return rdx_err(RDX_ERR_CONFIG, "rank %d: verbs: %d peers x %d slots of %zu bytes do not "
+                       "fit in memory: lower RDX_SLOTS or RDX_CHUNK_BYTES", rank, peers, slots,
+                       l.stride);
     l.pool_bytes = 2 * l.region_bytes;
     *out = l;
     return RDX_SUCCESS;
