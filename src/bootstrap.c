@@ -1736,6 +1736,19 @@ rdx_status_t rdx_bootstrap_watch(rdx_bootstrap_t *bs)
     return RDX_SUCCESS;
 }
 
+rdx_status_t rdx_bootstrap_verdict(rdx_bootstrap_t *bs, long wait_ms)
+{
+    long end = rdx_net_now_ms() + wait_ms;
+    for (;;) {
+        if (bs != NULL)
+            bs->watch_ms = 0; /* no rate limit here */
+        rdx_status_t st = rdx_bootstrap_watch(bs);
+        if (st != RDX_SUCCESS || bs == NULL || bs->size == 1 || rdx_net_now_ms() >= end)
+            return st;
+        poll(NULL, 0, 1);
+    }
+}
+
 void rdx_bootstrap_abort(rdx_bootstrap_t *bs, rdx_status_t st, const char *reason)
 {
     if (bs == NULL || bs->size == 1)

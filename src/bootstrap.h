@@ -50,6 +50,10 @@ void rdx_bootstrap_set_timeout(rdx_bootstrap_t *bs, long timeout_ms);
  * rank sent with rdx_bootstrap_abort. Once failed, every call returns the same.
  */
 rdx_status_t rdx_bootstrap_watch(rdx_bootstrap_t *bs);
+/* Like rdx_bootstrap_watch, but keeps looking for up to wait_ms: a rank whose transport
+ * just lost a peer asks whether the job already knows why (a peer that found a mismatch
+ * and left is then reported as that mismatch, not as a lost peer). */
+rdx_status_t rdx_bootstrap_verdict(rdx_bootstrap_t *bs, long wait_ms);
 /* Tells every rank (through the root) that this one failed with st because of reason
  * ("rank R: ..."); the bootstrap is unusable afterwards. No-op if it already failed. */
 void rdx_bootstrap_abort(rdx_bootstrap_t *bs, rdx_status_t st, const char *reason);

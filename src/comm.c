@@ -79,6 +79,22 @@ rdx_status_t rdx_comm_watchdog(rdx_comm_t *comm)
     return rdx_bootstrap_watch(comm_family_root(comm)->bs);
 }
 
+#define COMM_VERDICT_WAIT_MS 100L
+
+rdx_status_t rdx_comm_explain(rdx_comm_t *comm, rdx_status_t st)
+{
+    rdx_bootstrap_t *bs = comm_family_root(comm)->bs;
+    if (st != RDX_ERR_PEER_LOST || !bs || rdx_bootstrap_failed(bs) != RDX_SUCCESS)
+        return st;
+    char mine[RDX_ERRMSG_MAX];
+    snprintf(mine, sizeof(mine), "%s", rdx_err_last());
+    rdx_status_t verdict = rdx_bootstrap_verdict(bs, COMM_VERDICT_WAIT_MS);
+    if (verdict != RDX_SUCCESS)
+        return verdict;
+    rdx_err(st, "%s", mine);
+    return st;
+}
+
 void rdx_comm_tell_peers(rdx_comm_t *comm, rdx_status_t st)
 {
     rdx_bootstrap_t *bs = comm_family_root(comm)->bs;

@@ -48,6 +48,7 @@ static void op_label(const rdx_request_t *r, char *buf, size_t len)
 static rdx_status_t comm_break(rdx_comm_t *comm, rdx_status_t st)
 {
     char label[160] = "progress";
+    st = rdx_comm_explain(comm, st);
     if (comm->head)
         op_label(comm->head, label, sizeof(label));
     rdx_comm_fail(comm, label, st);
