@@ -82,6 +82,20 @@ else
   skipped rdx_perf_check_n2 "no $BIN/rdx-perf"
 fi
 
+# ---- every collective under every forced algorithm and auto over verbs, n = 1..4
+# (tests/mp/coll_check_more.c: allreduce ring/tree/rd/rabenseifner, reduce_scatter,
+# allgather, broadcast and reduce chain/tree, barrier, nonblocking mixes, rdx_comm_split);
+# --quick and float32 only: the guest CPU is emulated (all four: 84 s in the TCG guest).
+if [ -x "$BIN/rdx-run" ] && [ -x "$BIN/coll_check_more" ] && [ -x "$SRC/tests/mp/run_matrix.sh" ]; then
+  for n in 1 2 3 4; do
+    T=$CT t "coll_check_more_n$n" env COLL_CHECK="$BIN/coll_check_more" RUN_MATRIX_NPS=$n \
+        RUN_MATRIX_TIMEOUT=$((CT - 10)) RDX_TIMEOUT_MS=$(( (CT - 60) * 1000 )) \
+        "$SRC/tests/mp/run_matrix.sh" "$BUILD" --transport verbs -- --quick --dtype float32
+  done
+else
+  skipped coll_check_more "no $BIN/coll_check_more"
+fi
+
 rm -rf "$LOG"
 echo "verbs-suite: $pass passed, $fail failed, $skip skipped in $(el "$T_SUITE") s"
 [ $fail = 0 ]
