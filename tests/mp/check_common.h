@@ -14,12 +14,15 @@
  *    exact in any order; AVG within 2 eps |S/n|.
  *  random pass, floats: uniform [-1, 1) (PROD: sign x [0.5, 2)); SUM within
  *    (n-1) eps sum|x|, AVG within ((n-1) eps sum|x| + 2 eps |S|)/n, PROD within (n-1) eps |P|.
+ *  The float reference is exact for the exact pass and, for the random pass, computed in
+ *  double (fp16/bf16/fp32) or long double (fp64): its own error is below 1/2048 of the bounds.
  */
 #ifndef RDX_TESTS_CHECK_COMMON_H
 #define RDX_TESTS_CHECK_COMMON_H
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,9 +44,14 @@ static inline uint64_t chk_rank_base(uint64_t seed, int r)
     return chk_mix(seed ^ chk_mix(0x51ed27a1ULL + (uint64_t)r));
 }
 
+/* Per element: a one-multiply mix of a Weyl sequence (cheap: a reference regenerates n
+ * inputs per case; the per-rank base is fully mixed). */
 static inline uint64_t chk_hash(uint64_t base, size_t i)
 {
-    return chk_mix(base + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL);
+    uint64_t x = base + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    return x ^ (x >> 32);
 }
 
 static inline int chk_is_float(rdx_dtype_t dt)
@@ -199,13 +207,22 @@ static inline void chk_widen_int(rdx_dtype_t dt, const void *in, size_t count, u
     }
 }
 
-static inline void chk_widen_float(rdx_dtype_t dt, const void *in, size_t count, long double *out)
+/* Floats widen to a "real": double for fp16/bf16/fp32 (29 or more extra mantissa bits,
+ * vectorisable), long double (64-bit mantissa, 11 extra bits) for fp64. */
+static inline int chk_real_is_long(rdx_dtype_t dt) { return dt == RDX_FLOAT64; }
+
+static inline void chk_widen_float(rdx_dtype_t dt, const void *in, size_t count, void *wide)
 {
+    if (chk_real_is_long(dt)) {
+        long double *out = wide;
+        CHK_WIDEN_LOOP(double, p_[i]);
+        return;
+    }
+    double *out = wide;
     switch (dt) {
     case RDX_FLOAT16: CHK_WIDEN_LOOP(uint16_t, rdx_half_to_float(p_[i])); break;
     case RDX_BFLOAT16: CHK_WIDEN_LOOP(uint16_t, rdx_bf16_to_float(p_[i])); break;
-    case RDX_FLOAT32: CHK_WIDEN_LOOP(float, p_[i]); break;
-    default: CHK_WIDEN_LOOP(double, p_[i]); break;
+    default: CHK_WIDEN_LOOP(float, p_[i]); break;
     }
 }
 
@@ -214,7 +231,7 @@ typedef struct chk_ref {
     size_t cap;
     unsigned char *scratch;   /* one rank's regenerated input (cap x 8 bytes) */
     uint64_t *wide_u, *ref_u;
-    long double *wide_f, *ref_f;
+    void *wide_f, *ref_f;     /* double or long double: chk_real_is_long */
     double *sumabs;
 } chk_ref_t;
 
@@ -250,38 +267,61 @@ static inline void chk_acc_int(chk_ref_t *R, const chk_gen_t *g, size_t n, int f
         memcpy(acc, x, n * sizeof(*acc));
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        switch (g->op) {
-        case RDX_SUM: case RDX_AVG: acc[i] += x[i]; break;
-        case RDX_PROD: acc[i] *= x[i]; break;
-        case RDX_MIN:
+    switch (g->op) {  /* outside the loops: they vectorise */
+    case RDX_SUM: case RDX_AVG:
+        for (size_t i = 0; i < n; i++) acc[i] += x[i];
+        break;
+    case RDX_PROD:
+        for (size_t i = 0; i < n; i++) acc[i] *= x[i];
+        break;
+    case RDX_MIN:
+        for (size_t i = 0; i < n; i++)
             if (sgn ? (int64_t)x[i] < (int64_t)acc[i] : x[i] < acc[i]) acc[i] = x[i];
-            break;
-        case RDX_MAX:
+        break;
+    case RDX_MAX:
+        for (size_t i = 0; i < n; i++)
             if (sgn ? (int64_t)x[i] > (int64_t)acc[i] : x[i] > acc[i]) acc[i] = x[i];
-            break;
-        }
+        break;
     }
 }
 
+/* acc (op)= x over n reals; sa += |x| (sum of magnitudes, for the random-pass bounds). One
+ * definition for both real types; loops without branches inside, so they vectorise. */
+#define CHK_DEFINE_ACC_FLOAT(SFX, REAL)                                        \
+    static inline void chk_acc_float_##SFX(rdx_op_t op, size_t n, const REAL *x, REAL *acc, \
+                                           double *sa, int first)          \
+    {                                                                          \
+        for (size_t i = 0; i < n; i++)                                         \
+            sa[i] = (first ? 0 : sa[i]) + fabs((double)x[i]);                  \
+        if (first) {                                                           \
+            memcpy(acc, x, n * sizeof(*acc));                                  \
+            return;                                                            \
+        }                                                                      \
+        switch (op) {                                                          \
+        case RDX_SUM: case RDX_AVG:                                            \
+            for (size_t i = 0; i < n; i++) acc[i] += x[i];                     \
+            break;                                                             \
+        case RDX_PROD:                                                         \
+            for (size_t i = 0; i < n; i++) acc[i] *= x[i];                     \
+            break;                                                             \
+        case RDX_MIN:                                                          \
+            for (size_t i = 0; i < n; i++) acc[i] = x[i] < acc[i] ? x[i] : acc[i]; \
+            break;                                                             \
+        case RDX_MAX:                                                          \
+            for (size_t i = 0; i < n; i++) acc[i] = x[i] > acc[i] ? x[i] : acc[i]; \
+            break;                                                             \
+        }                                                                      \
+    }
+
+CHK_DEFINE_ACC_FLOAT(d, double)
+CHK_DEFINE_ACC_FLOAT(ld, long double)
+
 static inline void chk_acc_float(chk_ref_t *R, const chk_gen_t *g, size_t n, int first)
 {
-    const long double *x = R->wide_f;
-    long double *acc = R->ref_f;
-    for (size_t i = 0; i < n; i++) {
-        if (first) {
-            acc[i] = x[i];
-            R->sumabs[i] = fabs((double)x[i]);
-            continue;
-        }
-        R->sumabs[i] += fabs((double)x[i]);
-        switch (g->op) {
-        case RDX_SUM: case RDX_AVG: acc[i] += x[i]; break;
-        case RDX_PROD: acc[i] *= x[i]; break;
-        case RDX_MIN: acc[i] = x[i] < acc[i] ? x[i] : acc[i]; break;
-        case RDX_MAX: acc[i] = x[i] > acc[i] ? x[i] : acc[i]; break;
-        }
-    }
+    if (chk_real_is_long(g->dtype))
+        chk_acc_float_ld(g->op, n, R->wide_f, R->ref_f, R->sumabs, first);
+    else
+        chk_acc_float_d(g->op, n, R->wide_f, R->ref_f, R->sumabs, first);
 }
 
 /* Reference of elements first .. first+count of the reduction over ranks 0..n-1. */
@@ -301,6 +341,44 @@ static inline void chk_ref_build(chk_ref_t *R, const chk_gen_t *g, size_t first,
 
 /* Called for the first few wrong elements: index, got, expected, allowed error. */
 typedef void (*chk_report_fn)(void *arg, size_t index, const char *got, const char *want);
+
+/* Allowed error of one element (see the top comment): s is the exact reduction (sum,
+ * product, min or max), sa the sum over ranks of |x|. */
+static inline double chk_float_bound(const chk_gen_t *g, double s, double sa)
+{
+    double eps = chk_eps(g->dtype), n = (double)g->n;
+    if (g->op == RDX_AVG)
+        return (2 * eps * fabs(s) + (g->pass == CHK_PASS_RANDOM ? (n - 1) * eps * sa : 0)) / n;
+    if (g->pass != CHK_PASS_RANDOM)
+        return 0;
+    if (g->op == RDX_SUM)
+        return (n - 1) * eps * sa;
+    if (g->op == RDX_PROD)
+        return (n - 1) * eps * fabs(s);
+    return 0;
+}
+
+#define CHK_DEFINE_COMPARE_FLOAT(SFX, REAL, FABS, FMT)                         \
+    static inline size_t chk_compare_##SFX(const chk_gen_t *g, const REAL *got,  \
+                                           const REAL *acc, const double *sa, \
+                                           size_t count, chk_report_fn report, void *arg) \
+    {                                                                          \
+        size_t wrong = 0;                                                      \
+        char gs[64], ws[96];                                                   \
+        for (size_t i = 0; i < count; i++) {                                   \
+            REAL want = g->op == RDX_AVG ? acc[i] / (REAL)g->n : acc[i];        \
+            double bound = chk_float_bound(g, (double)acc[i], sa[i]);           \
+            if (FABS(got[i] - want) <= (REAL)bound || wrong++ >= 3) /* NaN: wrong */ \
+                continue;                                                      \
+            snprintf(gs, sizeof(gs), "%.10" FMT, got[i]);                      \
+            snprintf(ws, sizeof(ws), "%.10" FMT " (allowed error %.3g)", want, bound); \
+            report(arg, i, gs, ws);                                            \
+        }                                                                      \
+        return wrong;                                                          \
+    }
+
+CHK_DEFINE_COMPARE_FLOAT(d, double, fabs, "g")
+CHK_DEFINE_COMPARE_FLOAT(ld, long double, fabsl, "Lg")
 
 /* Compares got[0 .. count) with the reference built by chk_ref_build; returns wrong count. */
 static inline size_t chk_compare(chk_ref_t *R, const chk_gen_t *g, const void *got, size_t count,
@@ -329,28 +407,10 @@ static inline size_t chk_compare(chk_ref_t *R, const chk_gen_t *g, const void *g
         }
         return wrong;
     }
-    double eps = chk_eps(g->dtype), n = (double)g->n;
     chk_widen_float(g->dtype, got, count, R->wide_f);
-    for (size_t i = 0; i < count; i++) {
-        long double s = R->ref_f[i], ref = s, v = R->wide_f[i];
-        double bound = 0;
-        if (g->op == RDX_AVG) {
-            ref = s / n;
-            bound = 2 * eps * fabs((double)s) / n;
-            if (g->pass == CHK_PASS_RANDOM)
-                bound += (n - 1) * eps * R->sumabs[i] / n;
-        } else if (g->pass == CHK_PASS_RANDOM && g->op == RDX_SUM) {
-            bound = (n - 1) * eps * R->sumabs[i];
-        } else if (g->pass == CHK_PASS_RANDOM && g->op == RDX_PROD) {
-            bound = (n - 1) * eps * fabs((double)s);
-        }
-        if (fabsl(v - ref) <= (long double)bound || wrong++ >= 3)
-            continue;
-        snprintf(gs, sizeof(gs), "%.10Lg", v);
-        snprintf(ws, sizeof(ws), "%.10Lg (allowed error %.3g)", ref, bound);
-        report(arg, i, gs, ws);
-    }
-    return wrong;
+    if (chk_real_is_long(g->dtype))
+        return chk_compare_ld(g, R->wide_f, R->ref_f, R->sumabs, count, report, arg);
+    return chk_compare_d(g, R->wide_f, R->ref_f, R->sumabs, count, report, arg);
 }
 
 #endif

@@ -8,7 +8,8 @@
  * Every case (dtype x op x count x in place / out of place x pass) runs one allreduce and
  * compares EVERY element with a serial reference. Input element i of rank r is a function of
  * hash(case seed, r, i), so each rank regenerates every rank's input and reduces them in
- * rank order 0..n-1 itself: no communication is trusted to build the reference.
+ * rank order 0..n-1 itself: no communication is trusted to build the reference. Inputs,
+ * reference and comparison are tests/mp/check_common.h, shared with coll_check_more.c.
  *
  * Passes and what "equal" means (u = unit roundoff, eps = 2u = machine epsilon of the dtype:
  * 2^-23 fp32, 2^-52 fp64, 2^-10 fp16, 2^-7 bf16):
@@ -21,9 +22,9 @@
  *    of two: exact products). SUM/PROD/MIN/MAX compared exactly. AVG multiplies the exact
  *    sum S by a rounded 1/n and rounds once more: |got - S/n| <= 2 eps |S/n|.
  *  random pass, float types: non-integer values (uniform [-1,1) for SUM/AVG/MIN/MAX, sign
- *    times [0.5,2) for PROD). The reference is computed in double for fp16/bf16/fp32 (29 or
- *    more extra mantissa bits) and in long double (64-bit mantissa, 11 extra bits) for fp64:
- *    its own error is at most 1/2048 of the bounds below, which the 2x margin absorbs.
+ *    times [0.5,2) for PROD). The reference is computed in long double (64-bit mantissa: 11
+ *    or more extra bits): its own error is at most 1/2048 of the bounds below, which the 2x
+ *    margin absorbs.
  *    Summing n terms in any order with n-1 roundings of relative size u each (fp16/bf16
  *    widen to fp32 and round back: at most u(1 + 2^-13)) gives |got - S| <= gamma_{n-1}
  *    sum|x_r| with gamma_k = k u / (1 - k u); we allow
@@ -58,6 +59,7 @@
 
 #include "rdx/rdx.h"
 #include "src/reduce.h"
+#include "tests/mp/check_common.h"
 
 #define CC_MAX_COUNTS 32
 #define CC_GUARD_FRONT 64
@@ -67,8 +69,6 @@
 #define CC_NB_REQS 4
 #define CC_NB_TIMEOUT_S 120.0
 #define CC_SPIN_BEFORE_YIELD 64
-
-enum { CC_PASS_EXACT = 0, CC_PASS_RANDOM = 1 };
 
 typedef struct cc_opts {
     size_t counts[CC_MAX_COUNTS];
@@ -110,13 +110,8 @@ typedef struct cc_ctx {
     cc_buf_t send, recv;
     cc_buf_t nb_send[CC_NB_REQS], nb_recv[CC_NB_REQS];
     cc_buf_t recv2;             /* the in-place twin of a case */
-    unsigned char *scratch;     /* one rank's regenerated input */
+    chk_ref_t ref;              /* reference and scratch (check_common.h) */
     unsigned char *own;         /* this rank's input of the current blocking case */
-    uint64_t *wide_u;           /* one buffer widened: integers */
-    void *wide_f;               /* one buffer widened: floats (double or long double) */
-    uint64_t *ref_u;            /* integer reference */
-    void *ref_f;                /* float reference (double or long double) */
-    double *sumabs;             /* float: sum over ranks of |x| */
     int32_t *failed;            /* per case: 1 if this rank saw it fail */
     size_t ncases;
     size_t cap_cases;
@@ -160,321 +155,42 @@ static void *cc_xalloc(size_t bytes)
     return p;
 }
 
-/* splitmix64 finaliser: a good 64-bit mix; the stream of (base + i * golden) is splitmix64. */
-static inline uint64_t cc_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t cc_rank_base(uint64_t seed, int r)
-{
-    return cc_mix(seed ^ cc_mix(0x51ed27a1ULL + (uint64_t)r));
-}
-
-/* Per element: a one-multiply mix of a Weyl sequence (cheap: the reference regenerates
- * n inputs per case; the per-rank base is fully mixed). */
-static inline uint64_t cc_hash(uint64_t base, size_t i)
-{
-    uint64_t x = base + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
-    x ^= x >> 32;
-    x *= 0xd6e8feb86659fd93ULL;
-    return x ^ (x >> 32);
-}
-
+/* The API's dtype sizes as this checker assumes them (checked against rdx_dtype_size). */
 static size_t cc_dtype_size(rdx_dtype_t dt)
 {
     static const size_t sizes[RDX_DTYPE_COUNT] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8};
     return sizes[dt];
 }
 
-static int cc_is_float(rdx_dtype_t dt)
+/* ---- inputs, reference, comparison: tests/mp/check_common.h ---------------------------- */
+
+static chk_gen_t cc_gen_of(const cc_ctx_t *ctx, const cc_case_t *c)
 {
-    return dt == RDX_FLOAT16 || dt == RDX_BFLOAT16 || dt == RDX_FLOAT32 || dt == RDX_FLOAT64;
+    return chk_gen_make(c->dtype, c->op, c->pass, ctx->size, c->seed);
 }
 
-static int cc_is_signed(rdx_dtype_t dt)
-{
-    return dt == RDX_INT8 || dt == RDX_INT32 || dt == RDX_INT64;
-}
-
-/* Machine epsilon and exact-integer bits (mantissa + 1) of the float types. */
-static double cc_eps(rdx_dtype_t dt)
-{
-    switch (dt) {
-    case RDX_FLOAT16: return ldexp(1.0, -10);
-    case RDX_BFLOAT16: return ldexp(1.0, -7);
-    case RDX_FLOAT32: return ldexp(1.0, -23);
-    default: return ldexp(1.0, -52);
-    }
-}
-
-static int cc_exact_bits(rdx_dtype_t dt)
-{
-    switch (dt) {
-    case RDX_FLOAT16: return 11;
-    case RDX_BFLOAT16: return 8;
-    case RDX_FLOAT32: return 24;
-    default: return 53;
-    }
-}
-
-static const char *cc_dtype_name(rdx_dtype_t dt)
-{
-    static const char *names[RDX_DTYPE_COUNT] = {"int8", "uint8", "int32", "uint32", "int64",
-                                                 "uint64", "float16", "bfloat16", "float32",
-                                                 "float64"};
-    return names[dt];
-}
-
-static const char *cc_op_name(rdx_op_t op)
-{
-    static const char *names[RDX_OP_COUNT] = {"sum", "prod", "min", "max", "avg"};
-    return names[op];
-}
-
-/* ---- inputs ---------------------------------------------------------------------------- */
-
-__extension__ typedef unsigned __int128 cc_u128;
-
-/* h scaled to [0, range); range 0 stands for 2^64. Multiply-high: no 64-bit division. */
-static inline uint64_t cc_below(uint64_t h, uint64_t range)
-{
-    return range ? (uint64_t)(((cc_u128)h * range) >> 64) : h;
-}
-
-/* Largest magnitude B such that any partial AVG sum of n values in [-B, B] fits the type. */
-static uint64_t cc_int_avg_bound(rdx_dtype_t dt, int n)
-{
-    uint64_t max;
-    switch (dt) {
-    case RDX_INT8: max = INT8_MAX; break;
-    case RDX_UINT8: max = UINT8_MAX; break;
-    case RDX_INT32: max = INT32_MAX; break;
-    case RDX_UINT32: max = UINT32_MAX; break;
-    case RDX_INT64: max = INT64_MAX; break;
-    default: max = UINT64_MAX; break;
-    }
-    return max / (uint64_t)n;
-}
-
-/* What the generator needs, computed once per case rather than per element. */
-typedef struct cc_genp {
-    rdx_op_t op;
-    int pass;
-    int n;
-    uint64_t range;        /* ints, AVG: values below range (then shifted by -offset) */
-    int64_t offset;
-    int64_t m;             /* floats, exact pass: integers in [-m, m] */
-} cc_genp_t;
-
-static cc_genp_t cc_genp_make(const cc_case_t *c, int n)
-{
-    cc_genp_t g = {.op = c->op, .pass = c->pass, .n = n};
-    if (!cc_is_float(c->dtype) && c->op == RDX_AVG) {
-        uint64_t b = cc_int_avg_bound(c->dtype, n);
-        g.range = cc_is_signed(c->dtype) ? 2 * b + 1 : b + 1;  /* uint64, n=1: 0 = 2^64 */
-        g.offset = cc_is_signed(c->dtype) ? (int64_t)b : 0;
-    }
-    if (cc_is_float(c->dtype)) {
-        g.m = ((int64_t)1 << cc_exact_bits(c->dtype)) / n;
-        if (g.m > ((int64_t)1 << 20))
-            g.m = (int64_t)1 << 20;
-    }
-    return g;
-}
-
-static inline uint64_t cc_gen_int(const cc_genp_t *g, uint64_t h)
-{
-    if (g->op == RDX_PROD)
-        return ((h >> 60) & 3) ? (h | 1) : h;  /* 3 in 4 odd: products stay non-zero */
-    if (g->op != RDX_AVG)
-        return h;
-    return cc_below(h, g->range) - (uint64_t)g->offset;
-}
-
-static inline double cc_gen_float(const cc_genp_t *g, uint64_t h)
-{
-    double unit = (double)(h >> 11) * 0x1p-53;                      /* [0, 1) */
-    double sign = (h & 1) ? -1.0 : 1.0;
-    if (g->pass == CC_PASS_RANDOM) {
-        if (g->op == RDX_PROD)
-            return sign * (0.5 + 1.5 * unit);                       /* [0.5, 2) */
-        return 2.0 * unit - 1.0;                                    /* [-1, 1) */
-    }
-    if (g->op == RDX_PROD) {
-        static const double pow2[3] = {0.5, 1.0, 2.0};
-        return g->n <= 14 ? sign * pow2[cc_below(h, 3)] : sign;     /* fp16: 2^+-14 */
-    }
-    return (double)((int64_t)cc_below(h, (uint64_t)(2 * g->m + 1)) - g->m);
-}
-
-#define CC_GEN_LOOP(T, EXPR)                                                   \
-    do {                                                                       \
-        T *p_ = (T *)(void *)buf;                                              \
-        for (size_t i = 0; i < c->count; i++) {                                \
-            uint64_t h = cc_hash(base, i);                                     \
-            p_[i] = (EXPR);                                                    \
-        }                                                                      \
-    } while (0)
-
-/* buf[0 .. count) = rank r's input of case c (buf is element-aligned). */
+/* buf[0 .. count) = rank r's input of case c. */
 static void cc_gen(const cc_ctx_t *ctx, const cc_case_t *c, int r, unsigned char *buf)
 {
-    uint64_t base = cc_rank_base(c->seed, r);
-    cc_genp_t g = cc_genp_make(c, ctx->size);
-    switch (c->dtype) {
-    case RDX_INT8: case RDX_UINT8: CC_GEN_LOOP(uint8_t, (uint8_t)cc_gen_int(&g, h)); break;
-    case RDX_INT32: case RDX_UINT32: CC_GEN_LOOP(uint32_t, (uint32_t)cc_gen_int(&g, h)); break;
-    case RDX_INT64: case RDX_UINT64: CC_GEN_LOOP(uint64_t, cc_gen_int(&g, h)); break;
-    case RDX_FLOAT16:
-        CC_GEN_LOOP(uint16_t, rdx_float_to_half((float)cc_gen_float(&g, h)));
-        break;
-    case RDX_BFLOAT16:
-        CC_GEN_LOOP(uint16_t, rdx_float_to_bf16((float)cc_gen_float(&g, h)));
-        break;
-    case RDX_FLOAT32: CC_GEN_LOOP(float, (float)cc_gen_float(&g, h)); break;
-    case RDX_FLOAT64: CC_GEN_LOOP(double, cc_gen_float(&g, h)); break;
-    }
+    chk_gen_t g = cc_gen_of(ctx, c);
+    chk_gen(&g, r, 0, c->count, buf);
 }
 
-/* ---- widening: every element as uint64 (sign-extended) or as a float "real" (exact) ---- */
-
-#define CC_WIDEN_LOOP(T, EXPR)                                                 \
-    do {                                                                       \
-        const T *p_ = (const T *)(const void *)in;                             \
-        for (size_t i = 0; i < count; i++)                                     \
-            out[i] = (EXPR);                                                   \
-    } while (0)
-
-static void cc_widen_int(rdx_dtype_t dt, const unsigned char *in, size_t count, uint64_t *out)
-{
-    switch (dt) {
-    case RDX_INT8: CC_WIDEN_LOOP(int8_t, (uint64_t)(int64_t)p_[i]); break;
-    case RDX_UINT8: CC_WIDEN_LOOP(uint8_t, p_[i]); break;
-    case RDX_INT32: CC_WIDEN_LOOP(int32_t, (uint64_t)(int64_t)p_[i]); break;
-    case RDX_UINT32: CC_WIDEN_LOOP(uint32_t, p_[i]); break;
-    default: CC_WIDEN_LOOP(uint64_t, p_[i]); break;
-    }
-}
-
-/* fp16/bf16/fp32 widen to double, fp64 to long double: see cc_real below. */
-static void cc_widen_float(rdx_dtype_t dt, const unsigned char *in, size_t count, void *wide)
-{
-    if (dt == RDX_FLOAT64) {
-        long double *out = wide;
-        CC_WIDEN_LOOP(double, p_[i]);
-        return;
-    }
-    double *out = wide;
-    switch (dt) {
-    case RDX_FLOAT16: CC_WIDEN_LOOP(uint16_t, rdx_half_to_float(p_[i])); break;
-    case RDX_BFLOAT16: CC_WIDEN_LOOP(uint16_t, rdx_bf16_to_float(p_[i])); break;
-    default: CC_WIDEN_LOOP(float, p_[i]); break;
-    }
-}
-
-/* ---- the serial reference -------------------------------------------------------------- */
-
-static void cc_ref_accumulate_int(cc_ctx_t *ctx, const cc_case_t *c, int first)
-{
-    const uint64_t *x = ctx->wide_u;
-    uint64_t *acc = ctx->ref_u;
-    size_t n = c->count;
-    if (first) {
-        memcpy(acc, x, n * sizeof(*acc));
-        return;
-    }
-    int sgn = cc_is_signed(c->dtype);
-    switch (c->op) {
-    case RDX_SUM: case RDX_AVG:
-        for (size_t i = 0; i < n; i++) acc[i] += x[i];
-        break;
-    case RDX_PROD:
-        for (size_t i = 0; i < n; i++) acc[i] *= x[i];
-        break;
-    case RDX_MIN:
-        for (size_t i = 0; i < n; i++)
-            if (sgn ? (int64_t)x[i] < (int64_t)acc[i] : x[i] < acc[i]) acc[i] = x[i];
-        break;
-    case RDX_MAX:
-        for (size_t i = 0; i < n; i++)
-            if (sgn ? (int64_t)x[i] > (int64_t)acc[i] : x[i] > acc[i]) acc[i] = x[i];
-        break;
-    }
-}
-
-/*
- * The float reference is kept in "real": double for fp16/bf16/fp32, whose integer-valued
- * inputs it sums exactly and whose random inputs it sums with an error below 2^-50
- * relative (negligible against the bounds, and vectorisable), and long double (64-bit
- * mantissa) for fp64. One definition, instantiated for both types.
- */
-#define CC_DEFINE_FLOAT_ACCUMULATE(SFX, REAL)                                  \
-    static void cc_accumulate_##SFX(rdx_op_t op, size_t n, const REAL *x,      \
-                                    REAL *acc, double *sa, int first)          \
-    {                                                                          \
-        if (sa) /* sum of |x|: only the random SUM/AVG bounds need it */       \
-            for (size_t i = 0; i < n; i++)                                     \
-                sa[i] = (first ? 0 : sa[i]) + fabs((double)x[i]);              \
-        if (first) {                                                           \
-            memcpy(acc, x, n * sizeof(*acc));                                  \
-            return;                                                            \
-        }                                                                      \
-        switch (op) {                                                          \
-        case RDX_SUM: case RDX_AVG:                                            \
-            for (size_t i = 0; i < n; i++) acc[i] += x[i];                     \
-            break;                                                             \
-        case RDX_PROD:                                                         \
-            for (size_t i = 0; i < n; i++) acc[i] *= x[i];                     \
-            break;                                                             \
-        case RDX_MIN:                                                          \
-            for (size_t i = 0; i < n; i++) acc[i] = x[i] < acc[i] ? x[i] : acc[i]; \
-            break;                                                             \
-        case RDX_MAX:                                                          \
-            for (size_t i = 0; i < n; i++) acc[i] = x[i] > acc[i] ? x[i] : acc[i]; \
-            break;                                                             \
-        }                                                                      \
-    }
-
-CC_DEFINE_FLOAT_ACCUMULATE(d, double)
-CC_DEFINE_FLOAT_ACCUMULATE(ld, long double)
-
-static void cc_ref_accumulate_float(cc_ctx_t *ctx, const cc_case_t *c, int first)
-{
-    int need_sa = c->pass == CC_PASS_RANDOM && (c->op == RDX_SUM || c->op == RDX_AVG);
-    double *sa = need_sa ? ctx->sumabs : NULL;
-    if (c->dtype == RDX_FLOAT64)
-        cc_accumulate_ld(c->op, c->count, ctx->wide_f, ctx->ref_f, sa, first);
-    else
-        cc_accumulate_d(c->op, c->count, ctx->wide_f, ctx->ref_f, sa, first);
-}
-
-/* Builds the reference from every rank's regenerated input, in rank order 0..n-1 (own:
- * this rank's input if already generated, else NULL). When send is not NULL, also checks
- * that it still holds this rank's input; returns 0 if not. */
+/* Builds the reference of case c from every rank's regenerated input (in rank order). When
+ * send is not NULL, also checks that it still holds this rank's input (own, when not NULL,
+ * is that input already generated); returns 0 if not. */
 static int cc_ref_build(cc_ctx_t *ctx, const cc_case_t *c, const unsigned char *send,
                         const unsigned char *own)
 {
-    int send_ok = 1;
-    for (int r = 0; r < ctx->size; r++) {
-        const unsigned char *in = ctx->scratch;
-        if (r == ctx->rank && own)
-            in = own;
-        else
-            cc_gen(ctx, c, r, ctx->scratch);
-        if (r == ctx->rank && send && memcmp(send, in, c->count * cc_dtype_size(c->dtype)))
-            send_ok = 0;
-        if (cc_is_float(c->dtype)) {
-            cc_widen_float(c->dtype, in, c->count, ctx->wide_f);
-            cc_ref_accumulate_float(ctx, c, r == 0);
-        } else {
-            cc_widen_int(c->dtype, in, c->count, ctx->wide_u);
-            cc_ref_accumulate_int(ctx, c, r == 0);
-        }
+    chk_gen_t g = cc_gen_of(ctx, c);
+    chk_ref_build(&ctx->ref, &g, 0, c->count);
+    if (!send)
+        return 1;
+    if (!own) {
+        chk_gen(&g, ctx->rank, 0, c->count, ctx->ref.scratch);
+        own = ctx->ref.scratch;
     }
-    return send_ok;
+    return memcmp(send, own, c->count * cc_dtype_size(c->dtype)) == 0;
 }
 
 /* ---- comparing ------------------------------------------------------------------------- */
@@ -482,9 +198,9 @@ static int cc_ref_build(cc_ctx_t *ctx, const cc_case_t *c, const unsigned char *
 static void cc_case_describe(const cc_case_t *c, char *out, size_t len)
 {
     snprintf(out, len, "%s %s %s count=%zu %s pass=%s send_off=%zu recv_off=%zu", c->what,
-             cc_dtype_name(c->dtype), cc_op_name(c->op), c->count,
+             rdx_dtype_name(c->dtype), rdx_op_name(c->op), c->count,
              c->in_place ? "in-place" : "out-of-place",
-             c->pass == CC_PASS_EXACT ? "exact" : "random", c->send_off, c->recv_off);
+             c->pass == CHK_PASS_EXACT ? "exact" : "random", c->send_off, c->recv_off);
 }
 
 static void cc_report(cc_ctx_t *ctx, const cc_case_t *c, const char *fmt, ...)
@@ -503,78 +219,23 @@ static void cc_report(cc_ctx_t *ctx, const cc_case_t *c, const char *fmt, ...)
     fprintf(stderr, "coll_check: rank %d: MISMATCH %s: %s\n", ctx->rank, desc, msg);
 }
 
-static size_t cc_compare_int(cc_ctx_t *ctx, const cc_case_t *c, const unsigned char *got)
+typedef struct cc_report_arg {
+    cc_ctx_t *ctx;
+    const cc_case_t *c;
+} cc_report_arg_t;
+
+static void cc_report_elem(void *arg, size_t i, const char *got, const char *want)
 {
-    size_t bits = 8 * cc_dtype_size(c->dtype), wrong = 0;
-    int sgn = cc_is_signed(c->dtype), avg = c->op == RDX_AVG;
-    uint64_t n = (uint64_t)ctx->size;
-    uint64_t mask = bits == 64 ? ~(uint64_t)0 : ((uint64_t)1 << bits) - 1;
-    uint64_t top = (uint64_t)1 << (bits - 1);
-    cc_widen_int(c->dtype, got, c->count, ctx->wide_u);
-    for (size_t i = 0; i < c->count; i++) {
-        uint64_t want = ctx->ref_u[i];
-        if (avg)  /* the true sum fits (inputs bounded): truncating division */
-            want = sgn ? (uint64_t)((int64_t)want / (int64_t)n) : want / n;
-        want &= mask;  /* wrap to the type, then sign-extend as the widened result is */
-        if (sgn && (want & top))
-            want |= ~mask;
-        if (want == ctx->wide_u[i])
-            continue;
-        if (wrong++ >= 3)
-            continue;
-        if (sgn)
-            cc_report(ctx, c, "index %zu: got %" PRId64 ", expected %" PRId64, i,
-                      (int64_t)ctx->wide_u[i], (int64_t)want);
-        else
-            cc_report(ctx, c, "index %zu: got %" PRIu64 ", expected %" PRIu64, i,
-                      ctx->wide_u[i], want);
-    }
-    return wrong;
+    cc_report_arg_t *a = arg;
+    cc_report(a->ctx, a->c, "index %zu: got %s, expected %s", i, got, want);
 }
 
-/* Allowed error of one element (see the top comment): ref is the exact reduction S
- * (sum, product, min or max) and sa = sum over ranks of |x|. */
-static inline double cc_float_bound(const cc_case_t *c, double eps, double n, double ref,
-                                    double sa)
+/* Elements of got that differ from the reference cc_ref_build made (beyond the bounds). */
+static size_t cc_compare(cc_ctx_t *ctx, const cc_case_t *c, const unsigned char *got)
 {
-    if (c->op == RDX_AVG)
-        return (2 * eps * fabs(ref) + (c->pass == CC_PASS_RANDOM ? (n - 1) * eps * sa : 0)) / n;
-    if (c->pass != CC_PASS_RANDOM)
-        return 0;
-    if (c->op == RDX_SUM)
-        return (n - 1) * eps * sa;
-    if (c->op == RDX_PROD)
-        return (n - 1) * eps * fabs(ref);
-    return 0;
-}
-
-#define CC_DEFINE_FLOAT_COMPARE(SFX, REAL, FABS, FMT)                          \
-    static size_t cc_compare_##SFX(cc_ctx_t *ctx, const cc_case_t *c, const REAL *got, \
-                                   const REAL *acc)                            \
-    {                                                                          \
-        double eps = cc_eps(c->dtype), n = (double)ctx->size;                  \
-        size_t wrong = 0;                                                      \
-        for (size_t i = 0; i < c->count; i++) {                                \
-            REAL want = c->op == RDX_AVG ? acc[i] / (REAL)n : acc[i];          \
-            double bound = cc_float_bound(c, eps, n, (double)acc[i], ctx->sumabs[i]); \
-            if (FABS(got[i] - want) <= (REAL)bound)  /* false for NaN */       \
-                continue;                                                      \
-            if (wrong++ < 3)                                                   \
-                cc_report(ctx, c, "index %zu: got %.10" FMT ", expected %.10" FMT \
-                          " (allowed error %.3g)", i, got[i], want, bound);    \
-        }                                                                      \
-        return wrong;                                                          \
-    }
-
-CC_DEFINE_FLOAT_COMPARE(d, double, fabs, "g")
-CC_DEFINE_FLOAT_COMPARE(ld, long double, fabsl, "Lg")
-
-static size_t cc_compare_float(cc_ctx_t *ctx, const cc_case_t *c, const unsigned char *got)
-{
-    cc_widen_float(c->dtype, got, c->count, ctx->wide_f);
-    if (c->dtype == RDX_FLOAT64)
-        return cc_compare_ld(ctx, c, ctx->wide_f, ctx->ref_f);
-    return cc_compare_d(ctx, c, ctx->wide_f, ctx->ref_f);
+    chk_gen_t g = cc_gen_of(ctx, c);
+    cc_report_arg_t a = {ctx, c};
+    return chk_compare(&ctx->ref, &g, got, c->count, cc_report_elem, &a);
 }
 
 /* ---- buffers and guards ---------------------------------------------------------------- */
@@ -665,10 +326,7 @@ static int cc_case_check(cc_ctx_t *ctx, const cc_case_t *c, const cc_buf_t *send
         cc_report(ctx, c, "a guard region around a buffer was overwritten");
         failed = 1;
     }
-    if (cc_is_float(c->dtype))
-        wrong = cc_compare_float(ctx, c, recv->data);
-    else
-        wrong = cc_compare_int(ctx, c, recv->data);
+    wrong = cc_compare(ctx, c, recv->data);
     if (wrong) {
         cc_report(ctx, c, "%zu of %zu elements wrong", wrong, c->count);
         failed = 1;
@@ -678,9 +336,9 @@ static int cc_case_check(cc_ctx_t *ctx, const cc_case_t *c, const cc_buf_t *send
 }
 
 static int cc_case_verify(cc_ctx_t *ctx, const cc_case_t *c, const cc_buf_t *send,
-                          const cc_buf_t *recv, const unsigned char *own)
+                          const cc_buf_t *recv)
 {
-    int send_ok = cc_ref_build(ctx, c, c->in_place ? NULL : send->data, own);
+    int send_ok = cc_ref_build(ctx, c, c->in_place ? NULL : send->data, NULL);
     return cc_case_check(ctx, c, send, recv, send_ok);
 }
 
@@ -688,7 +346,7 @@ static int cc_case_verify(cc_ctx_t *ctx, const cc_case_t *c, const cc_buf_t *sen
 static void cc_case_seed(cc_ctx_t *ctx, cc_case_t *c, uint64_t salt)
 {
     size_t es = cc_dtype_size(c->dtype);
-    c->seed = cc_mix(ctx->opts.seed ^ cc_mix(salt + 0x1234567ULL * (ctx->ncases + 1)));
+    c->seed = chk_mix(ctx->opts.seed ^ chk_mix(salt + 0x1234567ULL * (ctx->ncases + 1)));
     c->send_off = (c->seed >> 8) & 1 ? es : 0;
     c->recv_off = (c->seed >> (c->in_place ? 10 : 9)) & 1 ? es : 0;
 }
@@ -706,7 +364,7 @@ static int cc_run_blocking(cc_ctx_t *ctx, cc_case_t *c)
 {
     cc_gen(ctx, c, ctx->rank, ctx->own);
     cc_issue_blocking(ctx, c, &ctx->send, &ctx->recv, ctx->own);
-    return cc_case_verify(ctx, c, &ctx->send, &ctx->recv, ctx->own);
+    return cc_case_verify(ctx, c, &ctx->send, &ctx->recv);
 }
 
 /* The out-of-place and the in-place case of one (dtype, op, count, pass) share their
@@ -736,7 +394,7 @@ static void cc_run_matrix(cc_ctx_t *ctx)
         double t0 = cc_now();
         size_t cases0 = ctx->ncases;
         long failed0 = ctx->local_failed;
-        int passes = cc_is_float((rdx_dtype_t)d) && ctx->opts.random_pass ? 2 : 1;
+        int passes = chk_is_float((rdx_dtype_t)d) && ctx->opts.random_pass ? 2 : 1;
         for (int pass = 0; pass < passes; pass++)
             for (int o = 0; o < RDX_OP_COUNT; o++) {
                 if (!ctx->opts.op_on[o])
@@ -746,7 +404,7 @@ static void cc_run_matrix(cc_ctx_t *ctx)
             }
         if (ctx->rank == 0 && ctx->opts.verbose)
             printf("coll_check: %-8s %4zu cases, %ld failed on rank 0, %.2f s\n",
-                   cc_dtype_name((rdx_dtype_t)d), ctx->ncases - cases0,
+                   rdx_dtype_name((rdx_dtype_t)d), ctx->ncases - cases0,
                    ctx->local_failed - failed0, cc_now() - t0);
     }
 }
@@ -817,7 +475,7 @@ static void cc_nb_round(cc_ctx_t *ctx, int round)
         c->op = (rdx_op_t)cc_nth_enabled(ctx->opts.op_on, RDX_OP_COUNT, round + 2 * k);
         c->count = nb_counts[(size_t)(round + 3 * k) % ncounts];
         c->in_place = (round + k) % 2;
-        c->pass = CC_PASS_EXACT;
+        c->pass = CHK_PASS_EXACT;
         c->what = "nonblocking";
         cc_case_seed(ctx, c, 0xAB00000ULL + (uint64_t)(round * CC_NB_REQS + k));
         cc_case_setup(ctx, c, &ctx->nb_send[k], &ctx->nb_recv[k], NULL);
@@ -829,7 +487,7 @@ static void cc_nb_round(cc_ctx_t *ctx, int round)
                                     c->op, &req[k]));
         if (k == 1) {  /* a blocking collective while two requests are outstanding */
             mid = (cc_case_t){.dtype = cases[0].dtype, .op = cases[1].op, .count = 1023,
-                              .in_place = round % 2, .pass = CC_PASS_EXACT};
+                              .in_place = round % 2, .pass = CHK_PASS_EXACT};
             cc_case_seed(ctx, &mid, 0xCD00000ULL + (uint64_t)round);
             cc_run_blocking(ctx, &mid);
         }
@@ -838,7 +496,7 @@ static void cc_nb_round(cc_ctx_t *ctx, int round)
     for (int k = 0; k < CC_NB_REQS; k++)
         CC_CALL(ctx, rdx_wait(req[k]));
     for (int k = 0; k < CC_NB_REQS; k++)
-        cc_case_verify(ctx, &cases[k], &ctx->nb_send[k], &ctx->nb_recv[k], NULL);
+        cc_case_verify(ctx, &cases[k], &ctx->nb_send[k], &ctx->nb_recv[k]);
     cc_case_record(ctx, violations != 0);  /* the completion-order check is a case too */
 }
 
@@ -893,8 +551,8 @@ static int cc_parse_names(int *on, int total, const char *(*name)(int), const ch
     return -1;
 }
 
-static const char *cc_dtype_name_i(int i) { return cc_dtype_name((rdx_dtype_t)i); }
-static const char *cc_op_name_i(int i) { return cc_op_name((rdx_op_t)i); }
+static const char *cc_dtype_name_i(int i) { return rdx_dtype_name((rdx_dtype_t)i); }
+static const char *cc_op_name_i(int i) { return rdx_op_name((rdx_op_t)i); }
 
 static void cc_opts_parse(cc_opts_t *o, int argc, char **argv)
 {
@@ -955,14 +613,11 @@ static void cc_ctx_alloc(cc_ctx_t *ctx)
         cc_buf_init(&ctx->nb_send[k], 131071 * 8);
         cc_buf_init(&ctx->nb_recv[k], 131071 * 8);
     }
-    ctx->scratch = cc_xalloc(n * 8);
     ctx->own = cc_xalloc(n * 8);
-    ctx->wide_u = cc_xalloc(n * sizeof(*ctx->wide_u));
-    ctx->wide_f = cc_xalloc(n * sizeof(long double));
-    ctx->ref_u = cc_xalloc(n * sizeof(*ctx->ref_u));
-    ctx->ref_f = cc_xalloc(n * sizeof(long double));
-    ctx->sumabs = cc_xalloc(n * sizeof(*ctx->sumabs));
-    memset(ctx->sumabs, 0, n * sizeof(*ctx->sumabs));  /* read (unused) by exact cases */
+    if (chk_ref_init(&ctx->ref, n) != 0) {
+        fprintf(stderr, "coll_check: rank %d: cannot allocate the reference\n", ctx->rank);
+        exit(2);
+    }
 }
 
 static void cc_ctx_free(cc_ctx_t *ctx)
@@ -974,13 +629,8 @@ static void cc_ctx_free(cc_ctx_t *ctx)
         cc_buf_free(&ctx->nb_send[k]);
         cc_buf_free(&ctx->nb_recv[k]);
     }
-    free(ctx->scratch);
     free(ctx->own);
-    free(ctx->wide_u);
-    free(ctx->wide_f);
-    free(ctx->ref_u);
-    free(ctx->ref_f);
-    free(ctx->sumabs);
+    chk_ref_free(&ctx->ref);
     free(ctx->failed);
 }
 
@@ -991,7 +641,7 @@ static int cc_check_dtype_sizes(const cc_ctx_t *ctx)
     for (int d = 0; d < RDX_DTYPE_COUNT; d++) {
         if (rdx_dtype_size((rdx_dtype_t)d) != cc_dtype_size((rdx_dtype_t)d)) {
             fprintf(stderr, "coll_check: rank %d: rdx_dtype_size(%s) = %zu, expected %zu\n",
-                    ctx->rank, cc_dtype_name((rdx_dtype_t)d), rdx_dtype_size((rdx_dtype_t)d),
+                    ctx->rank, rdx_dtype_name((rdx_dtype_t)d), rdx_dtype_size((rdx_dtype_t)d),
                     cc_dtype_size((rdx_dtype_t)d));
             ok = 0;
         }

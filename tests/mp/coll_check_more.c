@@ -9,10 +9,13 @@
  * For each collective (allreduce, reduce_scatter, allgather, broadcast, reduce, barrier) and
  * each RDX_ALGO value that selects a distinct algorithm for it (allreduce: ring tree rd
  * rabenseifner auto; broadcast/reduce: ring (= chain) tree auto; reduce_scatter/allgather:
- * ring auto), every dtype x op (reducing collectives) x count (0, 1, 2, 7, 1023, 65537 and a
- * large one for int32/float32), in place and out of place alternately, blocking and
- * nonblocking (i* + rdx_wait) alternately, roots rotating. Inputs and references come from
- * tests/mp/check_common.h (the scheme of coll_check.c: every rank regenerates every rank's
+ * ring auto), every dtype x op (reducing collectives) x count (0, 1, 2, 7, 13, 1021, 4099,
+ * 65537, and 1048579 for int32/float32), in place and out of place alternately, blocking and
+ * nonblocking (i* + rdx_wait) alternately, roots rotating.
+ * --quick: counts 0, 1, 7, 1021, 4099, and 65537 for int32/float32; dtypes int32 uint8
+ * float32 bfloat16 float64; exact pass only (for the larger rank counts, where every case
+ * costs more: oversubscribed, and the reference regenerates n inputs).
+ * Inputs and references come from tests/mp/check_common.h (the scheme of coll_check.c: every rank regenerates every rank's
  * input; exact passes compare bit for bit, random float passes within stated bounds).
  * Allgather and broadcast results must equal the inputs bit for bit. Every case also checks
  * the guard bytes around each buffer, that out-of-place send buffers are unchanged and that
@@ -376,10 +379,12 @@ static uint64_t case_seed(cm_t *m, uint64_t salt)
 
 static void run_kind_algo(cm_t *m, rdx_comm_t *comm, cm_kind_t k, int algo)
 {
-    static const size_t counts[] = {0, 1, 2, 7, 1023, 65537};
-    static const size_t quick_counts[] = {0, 1, 7, 1023};
+    /* 0, 1, primes (divisible by no rank count > 1), 65537 elements: a 4-byte type is one
+     * element past the default 256 KiB chunk */
+    static const size_t counts[] = {0, 1, 2, 7, 13, 1021, 4099, 65537};
+    static const size_t quick_counts[] = {0, 1, 7, 1021, 4099};
     const size_t *cs = m->o.quick ? quick_counts : counts;
-    size_t ncs = m->o.quick ? 4 : 6;
+    size_t ncs = m->o.quick ? sizeof(quick_counts) / sizeof(*cs) : sizeof(counts) / sizeof(*cs);
     int n = rdx_comm_size(comm), reduces = k == K_ALLREDUCE || k == K_RS || k == K_REDUCE;
     long idx = 0;
     for (int d = 0; d < RDX_DTYPE_COUNT; d++) {
@@ -504,10 +509,9 @@ static void run_some(cm_t *m, rdx_comm_t *comm, int salt)
 
 static void split_destroy(rdx_comm_t *c)
 {
-    /* TODO(lead): rdx_comm_destroy should route split communicators here. */
-    rdx_status_t st = rdx_comm_split_destroy(c);
+    rdx_status_t st = rdx_comm_destroy(c);  /* a child: frees only what the child owns */
     if (st != RDX_SUCCESS)
-        die(NULL, -1, "rdx_comm_split_destroy", st);
+        die(NULL, -1, "rdx_comm_destroy (sub-communicator)", st);
 }
 
 static void run_split(cm_t *m)
