@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1424,6 +1425,26 @@ static rdx_status_t bs_check_params(const rdx_bootstrap_params_t *p, rdx_bootstr
     return RDX_SUCCESS;
 }
 
+/* A process that dies closes its sockets, but a host that dies (power, kernel panic, cable)
+ * sends nothing: keepalive probes make its connection fail within about
+ * BS_KEEPALIVE_IDLE_S + BS_KEEPALIVE_CNT x BS_KEEPALIVE_INTVL_S seconds, which the watchdog
+ * then reports as a lost peer. Best effort: a failing setsockopt leaves the default. */
+#define BS_KEEPALIVE_IDLE_S 2
+#define BS_KEEPALIVE_INTVL_S 1
+#define BS_KEEPALIVE_CNT 3
+
+static void bs_keepalive(int fd)
+{
+    int on = 1, idle = BS_KEEPALIVE_IDLE_S, intvl = BS_KEEPALIVE_INTVL_S, cnt = BS_KEEPALIVE_CNT;
+    unsigned user_ms = (BS_KEEPALIVE_IDLE_S + BS_KEEPALIVE_CNT * BS_KEEPALIVE_INTVL_S) * 1000u;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    /* ... and data a dead host never acknowledges fails as fast */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms));
+}
+
 rdx_status_t rdx_bootstrap_create(const rdx_bootstrap_params_t *p, rdx_bootstrap_t **out)
 {
     char host[RDX_NET_HOST_MAX];
@@ -1464,6 +1485,9 @@ rdx_status_t rdx_bootstrap_create(const rdx_bootstrap_params_t *p, rdx_bootstrap
                       : bs_client_rendezvous(bs, p, host, port, deadline);
     if (st != RDX_SUCCESS)
         goto err_free;
+    for (int i = 0; i < p->size; i++)
+        if (bs->fds[i] >= 0)
+            bs_keepalive(bs->fds[i]);
 done:
     *out = bs;
     return RDX_SUCCESS;

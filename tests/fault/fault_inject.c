@@ -5,11 +5,12 @@
  * (RDX_TRANSPORT, RDX_UCX_TLS): tests/fault/CMakeLists.txt registers UCX shared memory and
  * UCX TCP, tests/softroce/verbs-suite.sh runs it over verbs in the soft-RoCE guest.
  *
- *   fault_inject [--trials N] [--ranks N] [--max-step K] [--bound-ms MS] [--hard-ms MS]
- *                [--seed S] [--mode kill|abort] [--split] [-v]
+ *   fault_inject [--trials N] [--ranks N] [--max-step K] [--max-bytes B] [--bound-ms MS]
+ *                [--hard-ms MS] [--seed S] [--mode kill|abort] [--split] [-v]
  *
  * Each trial forks --ranks ranks (tests/fault/launch.h). They run the same pseudo-random
- * sequence of collectives: allreduce (blocking and nonblocking) of 8 B to 1 MiB, and
+ * sequence of collectives: allreduce (blocking and nonblocking) of 8 B to 1 MiB (or
+ * --max-bytes, a power of two), and
  * reduce_scatter, allgather, broadcast, reduce and barrier; allreduce results are checked.
  * The parent waits until the victim has completed a random number of collectives in
  * [1, K], waits 0-500 us more (so the kill lands inside a collective as often as between
@@ -53,13 +54,13 @@ typedef struct rank_res {
 
 typedef struct shared {
     int release;
-    int victim, abort_step, split;
+    int victim, abort_step, split, size_classes;
     uint64_t seed;
     rank_res_t res[FL_MAX_RANKS];
 } shared_t;
 
 typedef struct opts {
-    int trials, ranks, max_step, verbose, abort_mode, split;
+    int trials, ranks, max_step, verbose, abort_mode, split, size_classes;
     long bound_ms, hard_ms;
     uint64_t seed;
 } opts_t;
@@ -74,13 +75,13 @@ static int res_state(const rank_res_t *me) { return __atomic_load_n(&me->state, 
 /* ---- a rank ------------------------------------------------------------------------------ */
 
 /* One collective of the shared sequence; *wrong set when an allreduce result is off. */
-static rdx_status_t one_step(rdx_comm_t *comm, uint64_t seed, int step, float *a, float *b,
-                             bool *wrong)
+static rdx_status_t one_step(rdx_comm_t *comm, uint64_t seed, int classes, int step, float *a,
+                             float *b, bool *wrong)
 {
     uint64_t s = seed ^ ((uint64_t)step * 0x2545f4914f6cdd1dull);
     int n = rdx_comm_size(comm), me = rdx_comm_rank(comm);
     int kind = (int)(fl_rand(&s) % 100);
-    size_t bytes = (size_t)8 << (fl_rand(&s) % 18); /* 8 B .. 1 MiB */
+    size_t bytes = (size_t)8 << (fl_rand(&s) % (uint64_t)classes); /* 8 B .. --max-bytes */
     size_t count = bytes / sizeof(float);
     int root = (int)(fl_rand(&s) % (uint64_t)n);
     if (kind < 62) {
@@ -167,7 +168,7 @@ static int rank_main(int rank, void *arg)
             victim_abort(me, comm, a, b);
             break;
         }
-        st = one_step(comm, sh->seed, step, a, b, &wrong);
+        st = one_step(comm, sh->seed, sh->size_classes, step, a, b, &wrong);
         if (st != RDX_SUCCESS || wrong) {
             res_error(me, comm, st, step, wrong ? R_WRONG : R_ERROR);
             break;
@@ -298,6 +299,7 @@ static bool run_trial(const opts_t *o, shared_t *sh, int trial, tally_t *t)
     sh->seed = fl_rand(&s);
     sh->victim = (int)(fl_rand(&s) % (uint64_t)n);
     sh->split = o->split;
+    sh->size_classes = o->size_classes;
     int kill_step = 1 + (int)(fl_rand(&s) % (uint64_t)o->max_step);
     long delay_us = (long)(fl_rand(&s) % 500);
     sh->abort_step = o->abort_mode ? kill_step : -1;
@@ -361,8 +363,9 @@ static bool run_trial(const opts_t *o, shared_t *sh, int trial, tally_t *t)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: fault_inject [--trials N] [--ranks N] [--max-step K] [--bound-ms MS] "
-                    "[--hard-ms MS] [--seed S] [--mode kill|abort] [--split] [-v]\n");
+    fprintf(stderr, "usage: fault_inject [--trials N] [--ranks N] [--max-step K] [--max-bytes B] "
+                    "[--bound-ms MS] [--hard-ms MS] [--seed S] [--mode kill|abort] [--split] "
+                    "[-v]\n");
     exit(2);
 }
 
@@ -371,7 +374,9 @@ static void parse(int argc, char **argv, opts_t *o)
     static const struct option lo[] = {
         {"trials", 1, 0, 't'}, {"ranks", 1, 0, 'n'},  {"max-step", 1, 0, 'k'},
         {"bound-ms", 1, 0, 'b'}, {"hard-ms", 1, 0, 'H'}, {"seed", 1, 0, 's'},
-        {"mode", 1, 0, 'm'},   {"split", 0, 0, 'S'},  {"verbose", 0, 0, 'v'}, {0, 0, 0, 0}};
+        {"mode", 1, 0, 'm'},   {"split", 0, 0, 'S'},  {"verbose", 0, 0, 'v'},
+        {"max-bytes", 1, 0, 'B'}, {0, 0, 0, 0}};
+    long max_bytes = MAX_BYTES;
     *o = (opts_t){.trials = 50, .ranks = 4, .max_step = 150, .bound_ms = 5000,
                   .hard_ms = 15000, .seed = (uint64_t)time(NULL)};
     int c;
@@ -386,10 +391,13 @@ static void parse(int argc, char **argv, opts_t *o)
         case 'm': o->abort_mode = strcmp(optarg, "abort") == 0; break;
         case 'S': o->split = 1; break;
         case 'v': o->verbose = 1; break;
+        case 'B': max_bytes = atol(optarg); break;
         default: usage();
         }
     }
-    if (o->trials < 1 || o->ranks < 2 || o->ranks > FL_MAX_RANKS || o->max_step < 1 ||
+    for (o->size_classes = 1; o->size_classes < 18 && (8L << o->size_classes) <= max_bytes;)
+        o->size_classes++;
+    if (max_bytes < 8 || max_bytes > (long)MAX_BYTES || o->trials < 1 || o->ranks < 2 || o->ranks > FL_MAX_RANKS || o->max_step < 1 ||
         (o->split && o->ranks < 4))
         usage();
 }
@@ -402,9 +410,10 @@ int main(int argc, char **argv)
     char label[128];
     snprintf(label, sizeof(label), "%s%s%s", tp && *tp ? tp : "ucx",
              tls && *tls ? " RDX_UCX_TLS=" : "", tls && *tls ? tls : "");
-    printf("fault_inject: %s, %d trials, %d ranks, %s at step 1..%d, bound %ld ms, seed %llu%s\n",
-           label, o.trials, o.ranks, o.abort_mode ? "rdx_comm_abort" : "SIGKILL", o.max_step,
-           o.bound_ms, (unsigned long long)o.seed, o.split ? ", on a split communicator" : "");
+    printf("fault_inject: %s, %d trials, %d ranks, %s at step 1..%d, 8..%ld B, bound %ld ms, "
+           "seed %llu%s\n", label, o.trials, o.ranks, o.abort_mode ? "rdx_comm_abort" : "SIGKILL",
+           o.max_step, 8L << (o.size_classes - 1), o.bound_ms, (unsigned long long)o.seed,
+           o.split ? ", on a split communicator" : "");
     shared_t *sh = fl_shared(sizeof(shared_t));
     tally_t t = {0};
     uint64_t t0 = fl_now_ns();
