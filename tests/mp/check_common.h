@@ -244,7 +244,7 @@ static inline int chk_ref_init(chk_ref_t *R, size_t cap)
     R->ref_u = malloc(c * sizeof(uint64_t));
     R->wide_f = malloc(c * sizeof(long double));
     R->ref_f = malloc(c * sizeof(long double));
-    R->sumabs = malloc(c * sizeof(double));
+    R->sumabs = calloc(c, sizeof(double));
     return R->scratch && R->wide_u && R->ref_u && R->wide_f && R->ref_f && R->sumabs ? 0 : -1;
 }
 
@@ -291,7 +291,7 @@ static inline void chk_acc_int(chk_ref_t *R, const chk_gen_t *g, size_t n, int f
     static inline void chk_acc_float_##SFX(rdx_op_t op, size_t n, const REAL *x, REAL *acc, \
                                            double *sa, int first)          \
     {                                                                          \
-        for (size_t i = 0; i < n; i++)                                         \
+        for (size_t i = 0; sa && i < n; i++)                                   \
             sa[i] = (first ? 0 : sa[i]) + fabs((double)x[i]);                  \
         if (first) {                                                           \
             memcpy(acc, x, n * sizeof(*acc));                                  \
@@ -318,10 +318,13 @@ CHK_DEFINE_ACC_FLOAT(ld, long double)
 
 static inline void chk_acc_float(chk_ref_t *R, const chk_gen_t *g, size_t n, int first)
 {
+    /* sum of |x|: only the random pass's SUM/AVG bounds read it (else it stays 0) */
+    double *sa = g->pass == CHK_PASS_RANDOM && (g->op == RDX_SUM || g->op == RDX_AVG)
+                 ? R->sumabs : NULL;
     if (chk_real_is_long(g->dtype))
-        chk_acc_float_ld(g->op, n, R->wide_f, R->ref_f, R->sumabs, first);
+        chk_acc_float_ld(g->op, n, R->wide_f, R->ref_f, sa, first);
     else
-        chk_acc_float_d(g->op, n, R->wide_f, R->ref_f, R->sumabs, first);
+        chk_acc_float_d(g->op, n, R->wide_f, R->ref_f, sa, first);
 }
 
 /* Reference of elements first .. first+count of the reduction over ranks 0..n-1. */
