@@ -19,7 +19,7 @@
  *
  * A trial passes when: the victim died of SIGKILL; every survivor returned
  * RDX_ERR_PEER_LOST whose message names "peer V", at most --bound-ms (default 5000) after
- * the kill; nobody hung (--hard-ms after the kill, default 15000, then 20 s for
+ * the kill, and its next call (a barrier) returned RDX_ERR_PEER_LOST too; nobody hung (--hard-ms after the kill, default 15000, then 20 s for
  * rdx_comm_destroy) or died of a signal; no allreduce result was wrong.
  *
  * --mode abort: the victim calls rdx_comm_abort instead of dying, and must itself see
@@ -49,6 +49,8 @@ typedef struct rank_res {
     uint64_t t_err_ns;   /* when the failing call returned */
     uint64_t t_abort_ns; /* --mode abort: when the victim called rdx_comm_abort */
     int after_abort;     /* --mode abort: status of the victim's next call */
+    int later;           /* status of one more call after the error (must be the same) */
+    double destroy_ms;   /* rdx_comm_destroy (survivors, after the release) */
     char msg[MSG_MAX];
 } rank_res_t;
 
@@ -170,6 +172,7 @@ static int rank_main(int rank, void *arg)
         }
         st = one_step(comm, sh->seed, sh->size_classes, step, a, b, &wrong);
         if (st != RDX_SUCCESS || wrong) {
+            me->later = rdx_barrier(comm); /* later calls fail the same way, at once */
             res_error(me, comm, st, step, wrong ? R_WRONG : R_ERROR);
             break;
         }
@@ -178,9 +181,11 @@ static int rank_main(int rank, void *arg)
     if (res_state(me) == R_RUNNING)
         res_set_state(me, R_NO_ERROR);
     wait_release(sh);
+    uint64_t t0 = fl_now_ns();
     if (comm != world)
         rdx_comm_destroy(comm);
     rdx_comm_destroy(world);
+    me->destroy_ms = (double)(fl_now_ns() - t0) / 1e6;
     free(a);
     free(b);
     return 0;
@@ -192,6 +197,7 @@ typedef struct tally {
     int passed;
     double *det_ms;
     int ndet, cap;
+    double worst_destroy_ms;
 } tally_t;
 
 static void tally_add(tally_t *t, double ms)
@@ -259,13 +265,17 @@ static bool check_survivor(const opts_t *o, const shared_t *sh, const fl_job_t *
     }
     bool names = o->abort_mode ? strstr(x->msg, "aborted by rank") && fl_names_peer(x->msg, v)
                                : fl_names_peer(x->msg, v);
-    if (x->status != RDX_ERR_PEER_LOST || !names || ms < 0 || ms > (double)o->bound_ms) {
-        snprintf(line, len, "rank %d: %s after %.1f ms at step %d (want peer lost naming peer "
-                 "%d within %ld ms): %s", r, rdx_strerror((rdx_status_t)x->status), ms,
-                 x->err_step, v, o->bound_ms, x->msg);
+    if (x->status != RDX_ERR_PEER_LOST || x->later != RDX_ERR_PEER_LOST || !names || ms < 0 ||
+        ms > (double)o->bound_ms) {
+        snprintf(line, len, "rank %d: %s after %.1f ms at step %d, next call %s (want peer lost "
+                 "naming peer %d within %ld ms, twice): %s", r,
+                 rdx_strerror((rdx_status_t)x->status), ms, x->err_step,
+                 rdx_strerror((rdx_status_t)x->later), v, o->bound_ms, x->msg);
         return false;
     }
     tally_add(t, ms);
+    if (x->destroy_ms > t->worst_destroy_ms)
+        t->worst_destroy_ms = x->destroy_ms;
     snprintf(line, len, "rank %d %.1f ms", r, ms);
     return true;
 }
@@ -426,9 +436,9 @@ int main(int argc, char **argv)
         worst = t.det_ms[t.ndet - 1];
     }
     printf("fault_inject: %s%s%s: %d/%d trials passed; %d survivors; detection median %.1f ms, "
-           "worst %.1f ms; %.1f s\n", label, o.abort_mode ? " (abort)" : "",
-           o.split ? " (split)" : "", t.passed, o.trials, t.ndet, med, worst,
-           (double)(fl_now_ns() - t0) / 1e9);
+           "worst %.1f ms; survivors' rdx_comm_destroy worst %.1f ms; %.1f s\n", label,
+           o.abort_mode ? " (abort)" : "", o.split ? " (split)" : "", t.passed, o.trials, t.ndet,
+           med, worst, t.worst_destroy_ms, (double)(fl_now_ns() - t0) / 1e9);
     free(t.det_ms);
     return t.passed == o.trials ? 0 : 1;
 }
