@@ -9,7 +9,8 @@
  *                [--hard-ms MS] [--seed S] [--mode kill|abort] [--split] [-v]
  *
  * Each trial forks --ranks ranks (tests/fault/launch.h). They run the same pseudo-random
- * sequence of collectives: allreduce (blocking and nonblocking) of 8 B to 1 MiB (or
+ * sequence of collectives: allreduce (blocking; nonblocking completed by rdx_wait or by
+ * polling rdx_test) of 8 B to 1 MiB (or
  * --max-bytes, a power of two), and
  * reduce_scatter, allgather, broadcast, reduce and barrier; allreduce results are checked.
  * The parent waits until the victim has completed a random number of collectives in
@@ -31,6 +32,7 @@
  * worst W ms". Exit status 0 iff every trial passed.
  */
 #include <getopt.h>
+#include <sched.h>
 #include <stdbool.h>
 
 #include "rdx/rdx.h"
@@ -93,11 +95,24 @@ static rdx_status_t one_step(rdx_comm_t *comm, uint64_t seed, int classes, int s
         rdx_status_t st;
         if (kind < 52) {
             st = rdx_allreduce(comm, a, b, count, RDX_FLOAT32, RDX_SUM);
-        } else {
+        } else if (kind < 57) {
             rdx_request_t *req;
             st = rdx_iallreduce(comm, a, b, count, RDX_FLOAT32, RDX_SUM, &req);
             if (st == RDX_SUCCESS)
                 st = rdx_wait(req);
+        } else {
+            /* an application polling with rdx_test (the other wait path) */
+            rdx_request_t *req;
+            int done = 0;
+            st = rdx_iallreduce(comm, a, b, count, RDX_FLOAT32, RDX_SUM, &req);
+            if (st == RDX_SUCCESS) {
+                while (st == RDX_SUCCESS && !done) {
+                    st = rdx_test(req, &done);
+                    sched_yield(); /* "compute" between polls; ranks share 2 cores */
+                }
+                rdx_status_t wst = rdx_wait(req); /* frees it */
+                st = st == RDX_SUCCESS ? wst : st;
+            }
         }
         float want = (float)(n * (n + 1) / 2);
         if (st == RDX_SUCCESS && (b[0] != want || b[count - 1] != want))
