@@ -996,6 +996,10 @@ static void *perf_alloc(perf_ctx_t *ctx, size_t bytes)
  * Send and receive buffers are given to rdx_mem_register (unless --no-reg), so the verbs
  * transport sends large messages zero-copy straight from them.
  */
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+
 #define PT2PT_WINDOW 64
 #define PT2PT_LAT_MIN 20
 #define PT2PT_LAT_MAX 2000
@@ -1010,6 +1014,31 @@ typedef struct pt2pt_row {
     double bw_mibs;
     long long wrong;
 } pt2pt_row_t;
+
+/* Per-sample timing with the cycle counter, as perftest does (get_cycles): clock_gettime
+ * can be a syscall (1.2 us each in the soft-RoCE guest, whose clocksource is HPET), which
+ * would add itself to every sample. Calibrated against CLOCK_MONOTONIC over 50 ms. */
+static double pt2pt_tick_s;
+
+static uint64_t pt2pt_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __rdtsc();
+#else
+    return (uint64_t)(perf_now() * 1e9);
+#endif
+}
+
+static void pt2pt_calibrate(void)
+{
+    double t0 = perf_now();
+    uint64_t k0 = pt2pt_ticks();
+    while (perf_now() - t0 < 0.05)
+        ;
+    double t1 = perf_now();
+    uint64_t k1 = pt2pt_ticks();
+    pt2pt_tick_s = k1 > k0 ? (t1 - t0) / (double)(k1 - k0) : 1e-9;
+}
 
 static int pt2pt_cmp_double(const void *a, const void *b)
 {
@@ -1058,10 +1087,12 @@ static void pt2pt_latency(perf_ctx_t *ctx, int peer, size_t bytes, pt2pt_row_t *
     if (!t)
         perf_die(ctx, "calloc", RDX_ERR_NO_MEMORY);
     perf_sync(ctx);
+    uint64_t prev = pt2pt_ticks();
     for (long it = 0; peer >= 0 && it < iters; it++) {
-        double t0 = perf_now();
         pt2pt_pingpong(ctx, peer, bytes);
-        t[it] = (perf_now() - t0) / 2;
+        uint64_t now = pt2pt_ticks();
+        t[it] = (double)(now - prev) * pt2pt_tick_s / 2;
+        prev = now;
     }
     qsort(t, (size_t)iters, sizeof(*t), pt2pt_cmp_double);
     row->lat_iters = iters;
@@ -1197,6 +1228,7 @@ static int pt2pt_main(perf_ctx_t *ctx)
         PERF_CALL(ctx, rdx_mem_register(ctx->comm, ctx->sendbuf, o->max_bytes, &mr_send));
         PERF_CALL(ctx, rdx_mem_register(ctx->comm, ctx->recvbuf, o->max_bytes, &mr_recv));
     }
+    pt2pt_calibrate();
     if (ctx->rank == 0)
         pt2pt_print_header(ctx);
     pt2pt_row_t rows[PERF_MAX_ROWS];

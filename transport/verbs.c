@@ -44,7 +44,9 @@ enum { WR_SEND = 1, WR_RECV = 2 };
 
 #define VERBS_MAX_INLINE 256     /* asked of the QP; the provider may grant less */
 #define VERBS_POLL_BATCH 16
-#define VERBS_ASYNC_EVERY 256    /* progress calls between looks at the async event fd */
+#define VERBS_ASYNC_EVERY 1024   /* progress calls between looks at the clock */
+#define VERBS_ASYNC_NS 10000000ll /* ... and at least this long between reads of the async
+                                     event fd (a syscall: tens of us under emulation) */
 #define VERBS_CQ_ACK_BATCH 64
 #define VERBS_PROBE_NS 1000000000ll /* a peer this quiet gets probed (see watch_peers) */
 #define VERBS_DRAIN_MS 2000
@@ -94,10 +96,12 @@ struct rdx_tp {
     struct ibv_mr *tx_mr;
     verbs_peer_t *peers;
     int credits_pending;      /* peers with released slots not yet credited */
+    bool credits_held;        /* progress() saw them once and let them wait (see there) */
     rdx_verbs_mr_cache_t cache;
     unsigned progress_calls;
     uint64_t events;          /* completions handled, ever */
     long long watch_ns;       /* last liveness check */
+    long long async_ns;       /* last look at the async event fd from progress() */
     uint64_t sleeps, woken, slept_out; /* idle(): sleeps, ended by an event, by timeout */
     uint64_t zc_msgs, zc_bytes; /* messages and payload bytes sent zero-copy */
     rdx_status_t fatal;       /* first failure; sticky: the transport is unusable after */
@@ -252,9 +256,8 @@ static rdx_status_t probe_one(rdx_tp_t *tp, int peer)
  * probe fail with RETRY_EXC_ERR after about (retry_cnt + 1) x 4.096 us x 2^RDX_IB_TIMEOUT.
  * Without this a rank that only waits for a dead peer's data would wait for ever. Runs
  * from idle() and every VERBS_ASYNC_EVERY progress() calls: one clock read, no syscall. */
-static rdx_status_t watch_peers(rdx_tp_t *tp)
+static rdx_status_t watch_peers_at(rdx_tp_t *tp, long long now)
 {
-    long long now = now_ns();
     if (now - tp->watch_ns < VERBS_PROBE_NS)
         return RDX_SUCCESS;
     tp->watch_ns = now;
@@ -267,6 +270,11 @@ static rdx_status_t watch_peers(rdx_tp_t *tp)
         p->act_mark = p->act;
     }
     return RDX_SUCCESS;
+}
+
+static rdx_status_t watch_peers(rdx_tp_t *tp)
+{
+    return watch_peers_at(tp, now_ns());
 }
 
 /* ---- completions and events ----------------------------------------------------------- */
@@ -409,14 +417,24 @@ static rdx_status_t verbs_progress(rdx_tp_t *tp)
     if (tp->fatal != RDX_SUCCESS)
         return tp_failed(tp);
     if (++tp->progress_calls % VERBS_ASYNC_EVERY == 0) {
-        RDX_CHECK(async_drain(tp));
-        RDX_CHECK(watch_peers(tp));
+        long long now = now_ns();
+        if (now - tp->async_ns >= VERBS_ASYNC_NS) {
+            tp->async_ns = now;
+            RDX_CHECK(async_drain(tp));
+        }
+        RDX_CHECK(watch_peers_at(tp, now));
     }
     do {
         RDX_CHECK(cq_poll(tp, &n));
     } while (n == VERBS_POLL_BATCH);
-    if (tp->credits_pending > 0)
+    /* A credit that rides in the header of our next message to that peer is free; a
+     * SEND WITH IMM of its own costs a post (a syscall on rxe) and a packet each way. Right
+     * after a release the caller usually sends to the same peer (the reply of a ping-pong,
+     * the next ring step), so pending credits wait for one progress() call and go out on
+     * the next; idle() flushes them at once, and recv_release every credit_batch. */
+    if (tp->credits_pending > 0 && tp->credits_held)
         RDX_CHECK(credits_flush(tp));
+    tp->credits_held = tp->credits_pending > 0;
     return RDX_SUCCESS;
 }
 
@@ -627,6 +645,8 @@ static rdx_status_t verbs_idle(rdx_tp_t *tp, long timeout_us)
 {
     uint64_t before = tp->events;
     RDX_CHECK(verbs_progress(tp));
+    if (tp->credits_pending > 0) /* we are about to wait: nothing else will carry them */
+        RDX_CHECK(credits_flush(tp));
     RDX_CHECK(async_drain(tp));
     RDX_CHECK(watch_peers(tp));
     if (timeout_us <= 0 || tp->events != before)

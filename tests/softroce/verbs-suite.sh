@@ -82,6 +82,30 @@ else
   skipped rdx_perf_check_n2 "no $BIN/rdx-perf"
 fi
 
+# ---- point-to-point over verbs (collectives/p2p.c) and the zero-copy send path
+# verbs_zcopy: p2p sends over the verbs transport from registered and unregistered memory,
+# both directions at once, buffer reuse right after completion; the transport's zero-copy
+# counter must move exactly for registered chunks of >= 4 KiB.
+t zcopy "$TB/verbs_zcopy" --deadline 120
+if [ -x "$BIN/rdx-run" ] && [ -x "$BIN/p2p_check" ] && [ -x "$SRC/tests/mp/run_p2p.sh" ]; then
+  # the public API (rdx_send/recv/isend/irecv) over verbs, n = 2 and 3, and a count mismatch
+  t p2p_check env RUN_P2P_NPS="2 3" RUN_P2P_TIMEOUT=150 "$SRC/tests/mp/run_p2p.sh" "$BUILD" \
+      --transport verbs
+else
+  skipped p2p_check "no $BIN/p2p_check"
+fi
+if [ -x "$BIN/rdx-run" ] && [ -x "$BIN/rdx-perf" ]; then
+  # rdx-perf --pt2pt checked at every size; RDX_LOG=debug prints the zero-copy count at
+  # destroy, which must be non-zero on the sending rank (registered buffers, >= 4 KiB)
+  t rdx_perf_pt2pt_n2 env RDX_LOG=debug bash -c '"$1" -n 2 --transport verbs "$2" --pt2pt -b 16 -e 1M -f 4 \
+      -n 30 -c 1 > "$3" 2>&1; rc=$?; grep -E "^\[0\] +[0-9#]|wrong" "$3";
+      grep -E "zero-copy: [1-9][0-9]* messages" "$3" | sed "s/.*DEBUG [^ ]* //";
+      [ $rc = 0 ] && grep -q "# wrong: 0" "$3" && grep -qE "zero-copy: [1-9]" "$3"' \
+      pt2pt "$BIN/rdx-run" "$BIN/rdx-perf" "$LOG/pt2pt.out"
+else
+  skipped rdx_perf_pt2pt_n2 "no $BIN/rdx-perf"
+fi
+
 # ---- every collective under every forced algorithm and auto over verbs, n = 1..4
 # (tests/mp/coll_check_more.c: allreduce ring/tree/rd/rabenseifner, reduce_scatter,
 # allgather, broadcast and reduce chain/tree, barrier, nonblocking mixes, rdx_comm_split);
