@@ -5,8 +5,8 @@
 #             never into the repo; a crash or broken invariant fails CI and its reproducer
 #             stays in BUILD/fuzz-artifacts/.
 #   tsan      RDX_TSAN=ON build of the programs with threads: rdx-train's progress thread on
-#             2 ranks (and its failure path), coll_check n=2 over UCX TCP (UCX's own threads
-#             call back into rdx). Any report fails the run.
+#             2 ranks (and its failure path), coll_check n=2 over UCX TCP (UCX runs an async
+#             thread in every process). Any report fails the run.
 #   valgrind  coll_check n=2 --quick over UCX TCP, every rank under memcheck; an error or a
 #             definite leak fails the run (--error-exitcode).
 # Usage: scripts/ci-sanitizers.sh [fuzz] [tsan] [valgrind]     (default: all three)
