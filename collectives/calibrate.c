@@ -3,17 +3,23 @@
  * the transport in use, over the same FIFO interface the collectives use (so it measures
  * what they will see, slot copies included).
  *
- *   alpha     time per hop of an empty token passed around all ranks (0 -> 1 -> ... -> 0):
- *             with two ranks half a ping-pong, with more ranks than cores it includes
- *             waiting for the next rank to be scheduled, as every collective step does
+ *   alpha     time per round of a dissemination exchange of empty messages (round k: send to
+ *             r + 2^k, receive from r - 2^k, every rank at once): with two ranks half a
+ *             ping-pong; with more ranks than cores it includes the descheduling a collective
+ *             step sees. Every rank is busy at once, as in every algorithm's steps (a ring
+ *             step, a tree level, a recursive-doubling exchange): a token passed around the
+ *             ranks one at a time measured up to 10x more per hop on an oversubscribed host
+ *             (each hop waits for one particular rank to be scheduled), so the model chose
+ *             the fewest-hop algorithm far beyond the sizes where it wins (docs/algorithms.md)
  *   overhead  time per message of a stream of empty messages both ways at once (as many in
  *             flight as credits allow), i.e. what one more pipelined message costs
  *   beta      time per byte of a stream of slot-sized messages both ways at once, the sender
- *             copying into the slot and the receiver copying out (as a collective does)
+ *             copying a 32 MiB vector into the slots and the receiver copying out into
+ *             another (as a collective on a large vector does: memory, not cache)
  *   gamma     time per byte of a float32 sum of two 32 MiB vectors (local, rank 0)
  * Each is the median of several short batches (gamma: the best); the whole probe takes
  * well under a second on shared memory. The exchanges run in all pairs (0,1), (2,3), ... at
- * the same time, the token through all ranks: run the probe with the layout the jobs use
+ * the same time, the rounds among all ranks: run the probe with the layout the jobs use
  * (ranks per host). Rank 0's values are the result.
  */
 #include <sched.h>
@@ -36,7 +42,6 @@ static double probe_now(void)
 typedef struct probe {
     const rdx_coll_ctx_t *ctx;
     int peer, peer_tp;          /* the pair partner (rank ^ 1), or -1 */
-    int left, right;            /* token-ring neighbours */
     double deadline;
     unsigned char *src, *dst;   /* payload source (sender) and sink (receiver) */
 } probe_t;
@@ -115,24 +120,25 @@ static rdx_status_t probe_recv(probe_t *p, int peer, size_t len, uint64_t tag)
     }
 }
 
-/* An empty token passed around all ranks `rounds` times; returns the time per hop. With
- * every rank taking part, a hop costs what it costs inside a collective, including waiting
- * for a descheduled rank when there are more ranks than cores. */
-static rdx_status_t probe_token(probe_t *p, int phase, int rounds, double *hop)
+/* `rounds` dissemination exchanges of empty messages (ceil(log2 n) steps each: send to
+ * r + 2^k, receive from r - 2^k); returns the time per step. Every rank takes part at once,
+ * as in a collective's steps, descheduling included when ranks outnumber cores. */
+static rdx_status_t probe_rounds(probe_t *p, int phase, int rounds, double *step)
 {
-    int n = p->ctx->size;
-    double t0 = probe_now();
-    for (int i = 0; i < rounds; i++) {
+    int n = p->ctx->size, r = p->ctx->rank, D = coll_log2_ceil(n);
+    double t0 = 0;
+    /* Round 0 is untimed: it is a barrier. Without it the time would include waiting for
+     * ranks still busy with the pair exchanges before (pairs finish at different times). */
+    for (int i = 0; i <= rounds; i++) {
         uint64_t tag = probe_tag(phase, (uint64_t)i);
-        if (p->ctx->rank == 0) {
-            RDX_CHECK(probe_send(p, p->right, 0, tag));
-            RDX_CHECK(probe_recv(p, p->left, 0, tag));
-        } else {
-            RDX_CHECK(probe_recv(p, p->left, 0, tag));
-            RDX_CHECK(probe_send(p, p->right, 0, tag));
+        for (int k = 0, d = 1; k < D; k++, d *= 2) {
+            RDX_CHECK(probe_send(p, (r + d) % n, 0, tag));
+            RDX_CHECK(probe_recv(p, coll_mod(r - d, n), 0, tag));
         }
+        if (i == 0)
+            t0 = probe_now();
     }
-    *hop = (probe_now() - t0) / ((double)rounds * n);
+    *step = (probe_now() - t0) / ((double)rounds * D);
     return RDX_SUCCESS;
 }
 
@@ -153,7 +159,7 @@ static rdx_status_t probe_exchange(probe_t *p, int phase, int count, size_t len,
             RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, p->peer_tp, &slot));
             if (slot) {
                 if (len)
-                    memcpy(slot, p->src, len);
+                    memcpy(slot, p->src + (size_t)sent * len, len);
                 RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, p->peer_tp, len,
                                                    probe_tag(phase, (uint64_t)sent)));
                 sent++;
@@ -172,7 +178,7 @@ static rdx_status_t probe_exchange(probe_t *p, int phase, int count, size_t len,
                                    p->peer, (unsigned long long)tag, n,
                                    (unsigned long long)probe_tag(phase, (uint64_t)got), len);
                 if (len)
-                    memcpy(p->dst, buf, len);
+                    memcpy(p->dst + (size_t)got * len, buf, len);
                 RDX_CHECK(ctx->tp_ops->recv_release(ctx->tp, p->peer_tp));
                 got++;
                 moved = true;
@@ -210,6 +216,13 @@ static double probe_gamma(void)
     return best;
 }
 
+/* Messages of the big exchange: 32 MiB of slot-sized messages (at least 16). */
+static int probe_big_count(size_t slot_bytes)
+{
+    int n = (int)((32u << 20) / slot_bytes);
+    return n < 16 ? 16 : n;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -225,13 +238,12 @@ static double median(double *v, int n)
 static rdx_status_t probe_run(probe_t *p, rdx_coll_model_t *m)
 {
     size_t len = p->ctx->slot_bytes;
-    int n = p->ctx->size, nbig = (int)((32u << 20) / len), nsmall = 2000;
+    int n = p->ctx->size, nbig = probe_big_count(len), nsmall = 2000;
     int rounds = 400 / n > 10 ? 400 / n : 10;
-    nbig = nbig < 16 ? 16 : nbig;
     double hop[PROBE_BATCHES], small[PROBE_BATCHES], big[PROBE_BATCHES];
-    RDX_CHECK(probe_token(p, 1, rounds / 4 + 1, &hop[0])); /* warm-up: connections, caches */
+    RDX_CHECK(probe_rounds(p, 1, rounds / 4 + 1, &hop[0])); /* warm-up: connections, caches */
     for (int b = 0; b < PROBE_BATCHES; b++) {
-        RDX_CHECK(probe_token(p, 2, rounds, &hop[b]));
+        RDX_CHECK(probe_rounds(p, 2, rounds, &hop[b]));
         if (p->peer < 0)
             continue; /* the last of an odd number of ranks has no pair */
         RDX_CHECK(probe_exchange(p, 3, nsmall, 0, &small[b]));
@@ -250,7 +262,7 @@ static rdx_status_t probe_run(probe_t *p, rdx_coll_model_t *m)
     double per_byte = (bg - m->alpha_s - nbig * m->overhead_s) / ((double)nbig * (double)len);
     double floor = bg / ((double)nbig * (double)len) / 2;
     m->beta_s = per_byte > floor ? per_byte : floor;
-    snprintf(m->source, sizeof(m->source), "probe: %d-rank token ring, %d x %zu B exchange", n,
+    snprintf(m->source, sizeof(m->source), "probe: %d-rank dissemination, %d x %zu B exchange", n,
              nbig, len);
     return RDX_SUCCESS;
 }
@@ -263,16 +275,19 @@ rdx_status_t rdx_coll_calibrate(const rdx_coll_ctx_t *ctx, long timeout_ms,
         out->gamma_s = probe_gamma();
         return RDX_SUCCESS;
     }
-    probe_t p = {.ctx = ctx, .peer = (ctx->rank ^ 1) < ctx->size ? ctx->rank ^ 1 : -1,
-                 .left = coll_mod(ctx->rank - 1, ctx->size),
-                 .right = (ctx->rank + 1) % ctx->size};
+    probe_t p = {.ctx = ctx, .peer = (ctx->rank ^ 1) < ctx->size ? ctx->rank ^ 1 : -1};
     p.peer_tp = p.peer < 0 ? -1 : rdx_coll_peer(ctx, p.peer);
     p.deadline = probe_now() + (double)timeout_ms / 1000;
-    p.src = malloc(ctx->slot_bytes);
-    p.dst = malloc(ctx->slot_bytes);
+    /* the big exchange streams a whole vector in and out (as a collective on a large
+     * vector does, from and to memory), not one cache-hot slot-sized buffer: that measured
+     * beta 6x too small on shared memory (29 GB/s per link) */
+    size_t big = (size_t)probe_big_count(ctx->slot_bytes) * ctx->slot_bytes;
+    p.src = malloc(big);
+    p.dst = malloc(big);
     rdx_status_t st = RDX_ERR_NO_MEMORY;
     if (p.src && p.dst) {
-        memset(p.src, 0x3c, ctx->slot_bytes);
+        memset(p.src, 0x3c, big);
+        memset(p.dst, 0, big);  /* touch every page before timing */
         st = probe_run(&p, out);
     }
     free(p.src);
