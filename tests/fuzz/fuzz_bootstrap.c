@@ -11,6 +11,8 @@
  *   1  root: a pending connection at rank 0 (HELLO out, AUTH in, AUTH_OK/REJECT out)
  *   2  collective: one framed receive (bs_xfer_recv) of an expected type and length
  *   3  client: rank r's handshake (bs_client_hello, bs_client_auth) against a fuzzed root
+ *   4  watchdog: rdx_bootstrap_watch on a connection whose peer sent the stream (an ABORT
+ *      relayed or direct, anything else, a close)
  * Each mode computes the expected outcome from the bytes with an independent model of the
  * protocol (bootstrap_wire.h) and asserts the code agrees: status, bytes delivered, bytes
  * consumed from the socket (never past the message), reply sent. ASan sees every buffer
@@ -448,6 +450,50 @@ out:
     fz_bs_fini(&f);
 }
 
+/* ---- mode 4: the watchdog between collectives ------------------------------------------ */
+
+static void fuzz_watch(uint8_t p1, uint8_t p2, const uint8_t *s, size_t n)
+{
+    int root = p1 & 1, size = 2 + (p1 >> 1) % 7;
+    int peer = root ? 1 + (p1 >> 4) % (size - 1) : 0;
+    int eof = p2 & 1;
+    fz_bs_t f;
+    fz_bs_init(&f, root ? 0 : 1 + (p1 >> 4) % (size - 1), size);
+    f.bs.fds[peer] = f.sv[0];
+    fz_feed(f.sv[1], s, n, eof);
+    rdx_status_t st = rdx_bootstrap_watch(&f.bs);
+
+    /* The model: a complete, valid ABORT at the front is the peer's verdict (a status
+     * outside the enum means a lost peer); otherwise a close is a lost peer, and anything
+     * else (partial data, another message) is left alone for the collective to read. */
+    uint16_t type = 0;
+    uint32_t len = 0;
+    size_t have = n < RDX_BS_HDR_LEN ? n : RDX_BS_HDR_LEN;
+    int abort_msg = hdr_model(s, have, &type, &len) == HM_OK && type == RDX_BS_MSG_ABORT &&
+                    len >= 4 && len <= RDX_BS_ABORT_MAX && n >= RDX_BS_HDR_LEN + len;
+    if (abort_msg) {
+        uint32_t code = fz_be32(s + RDX_BS_HDR_LEN);
+        rdx_status_t want = code >= 1 && code <= RDX_ERR_INTERNAL ? (rdx_status_t)code
+                                                                  : RDX_ERR_PEER_LOST;
+        FZ_ASSERT(st == want && f.bs.failed == want);
+        FZ_ASSERT(fz_unread(f.sv[0]) == n - RDX_BS_HDR_LEN - len); /* just the ABORT */
+    } else if (eof) {
+        FZ_ASSERT(st == RDX_ERR_PEER_LOST && f.bs.failed == RDX_ERR_PEER_LOST);
+    } else {
+        FZ_ASSERT(st == RDX_SUCCESS && f.bs.failed == RDX_SUCCESS);
+        FZ_ASSERT(fz_unread(f.sv[0]) == n); /* nothing consumed */
+    }
+    if (st != RDX_SUCCESS) { /* the failure is passed on: a well-formed ABORT to the peer */
+        rdx_bs_hdr_t h;
+        uint8_t body[RDX_BS_ABORT_MAX];
+        fz_read_msg(f.sv[1], &h, body, sizeof(body));
+        FZ_ASSERT(h.type == RDX_BS_MSG_ABORT && h.len >= 4 && fz_be32(body) == (uint32_t)st);
+        FZ_ASSERT(rdx_bootstrap_watch(&f.bs) == st); /* and every later call says so */
+    }
+    free(f.bs.watch_pfd);
+    fz_bs_fini(&f);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -462,11 +508,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *s = data + 3;
     size_t n = size - 3;
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: fuzz_pure(data[1], data[2], s, n); break;
     case 1: fuzz_root(data[1], data[2], s, n); break;
     case 2: fuzz_xfer(data[1], data[2], s, n); break;
     case 3: fuzz_client(data[1], data[2], s, n); break;
+    case 4: fuzz_watch(data[1], data[2], s, n); break;
     }
     return 0;
 }

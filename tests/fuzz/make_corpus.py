@@ -62,6 +62,13 @@ def bootstrap():
           + b"rank already connect\x07")
     write(t, "client-bad-proof", b"\x03\x00\x00" + ok)
     write(t, "client-empty", b"\x03\x00\x00")
+    # watchdog: p1 bit0 = root (then bits 4.. pick the peer), bits 1-3 = size; p2 bit0 = EOF
+    abort = hdr(ABORT, 4 + 18) + struct.pack(">I", 7) + b"rank 3: peer 1 ..."
+    write(t, "watch-abort", b"\x04\x00\x00" + abort)
+    write(t, "watch-abort-root", b"\x04\x13\x01" + abort + b"junk")
+    write(t, "watch-other", b"\x04\x00\x00" + hdr(ALLGATHER, 8) + bytes(8))
+    write(t, "watch-close", b"\x04\x00\x01")
+    write(t, "watch-partial-close", b"\x04\x00\x01" + abort[:20])
 
 
 def ucx():
