@@ -51,6 +51,7 @@ struct rdx_comm {
     rdx_comm_t *sibling;       /* next child of the same parent */
     int *peer_map;             /* split: my rank -> parent transport peer (ctx.peer_map) */
     rdx_status_t broken;       /* sticky: the first transport/peer/mismatch error */
+    unsigned watch_polls;      /* rdx_test/rdx_progress polls without progress */
     char last_error[RDX_ERRMSG_MAX + 128];
 };
 
