@@ -12,7 +12,7 @@ set key top left
 set datafile missing "-"
 stats dat using 1 nooutput
 set xrange [STATS_min / 1.5 : STATS_max * 1.5]
-set title "measured (best of repeats)"
+set title "measured (median of interleaved repeats)"
 plot for [i=1:nalgo] dat using 1:(column(i+1)) with linespoints lw 2 pt 7 ps 0.6 \
      title word(algos, i)
 set title "predicted by the cost model"

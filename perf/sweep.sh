@@ -10,7 +10,7 @@
 #                 [-- RDX_PERF_ARGS...]
 #
 #   -B  build folder with bin/rdx-run, bin/rdx-perf, bin/rdx-info (default ./build)
-#   -n  ranks (default 4); -b/-e/-f: sizes (default 8 .. 64M, x2); -r repeats (default 3)
+#   -n  ranks (default 4); -b/-e/-f: sizes (default 8 .. 32M, x4); -r repeats (default 3)
 #   -o  output folder (default perf/results/sweep-<date>)
 #   --envs   shm: UCX shared memory; tcp: UCX TCP on loopback; netns: one rank per emulated
 #            host (needs root; RATE per host link each way, default 10gbit)
@@ -21,8 +21,11 @@
 #            file to OUTDIR/calibration and points XDG_CACHE_HOME there, so the machine's own
 #            file is untouched and `auto` and the predictions use the fresh values)
 #
-# Every (algorithm, size) is timed REPEATS times, the runs of different algorithms
-# interleaved, and the best (least) time is kept: on a shared machine noise only adds time.
+# Every (algorithm, size) is timed REPEATS times, interleaved per size: for each size, each
+# repeat runs every algorithm once (one rdx-perf process per size and algorithm: RDX_ALGO is
+# read at init), in an order rotated per repeat, so that a burst of load on the shared
+# machine hits all algorithms of a size alike; the median of the repeats is kept. The load
+# (uptime) before and after each environment goes into the summary.
 # Every run checks every element (rdx-perf -c 1); a wrong element fails the sweep.
 # Outputs per collective C and environment ENV: C.ENV.dat (bytes, then time_us per
 # algorithm), C.ENV.predict
@@ -33,8 +36,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=./build
 NP=4
 MINB=8
-MAXB=64M
-FACTOR=2
+MAXB=32M
+FACTOR=4
 REPEATS=3
 OUT=
 ENVS="shm tcp"
@@ -108,28 +111,59 @@ sweep_env() {
     fi
     launch "$env" "$BUILD/bin/rdx-info" --predict --collective "$COLL" 2>&1 | grep -v '^\[[1-9]' |
         sed 's/^\[0\] //' > "$OUT/$COLL.$env.predict"
-    for ((rep = 1; rep <= REPEATS; rep++)); do
-        for algo in $ALGOS; do
-            local json=$OUT/$COLL.$env.$algo.$rep.json
-            if ! launch "$env" "$BUILD/bin/rdx-perf" -b "$MINB" -e "$MAXB" -f "$FACTOR" -c 1 \
-                    -a "$algo" --json "$json" ${CARGS[@]+"${CARGS[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} \
-                    > "$OUT/$COLL.$env.$algo.$rep.log" 2>&1; then
-                echo "sweep.sh: $env: rdx-perf -a $algo (repeat $rep) failed: see $OUT/$COLL.$env.$algo.$rep.log" >&2
-                failed=1
-                continue
-            fi
-            local wrong
-            wrong=$(jq '[.rows[].wrong] | add' "$json")
-            [ "$wrong" = 0 ] || { echo "sweep.sh: $env $algo: $wrong wrong elements" >&2; failed=1; }
+    echo "# load before: $(uptime)" > "$OUT/$COLL.$env.load"
+    local sizes size k=0
+    sizes=$(size_list)
+    for size in $sizes; do
+        for ((rep = 1; rep <= REPEATS; rep++)); do
+            for algo in $(rotate $((k + rep)) $ALGOS); do
+                run_one "$env" "$algo" "$size" "$rep" || failed=1
+            done
         done
+        k=$((k + 1))
     done
+    echo "# load after:  $(uptime)" >> "$OUT/$COLL.$env.load"
     [ "$env" = netns ] && "$HERE/netns.sh" down > /dev/null
     tabulate "$env"
     summarize "$env" | tee "$OUT/$COLL.$env.summary"
     plot "$env"
 }
 
-# ENV.dat: bytes, then the least time_us over repeats of each algorithm ("-" if missing).
+# The sizes MINB, MINB*FACTOR, ... <= MAXB, in bytes (K/M/G suffixes as rdx-perf reads them).
+size_list() {
+    local lo hi
+    lo=$(to_bytes "$MINB") hi=$(to_bytes "$MAXB")
+    awk -v lo="$lo" -v hi="$hi" -v f="$FACTOR" 'BEGIN { for (s = lo; s <= hi; s *= f) print s }'
+}
+
+to_bytes() {
+    echo "$1" | awk '{ v = $1; m = 1; if (v ~ /[kK]$/) m = 1024; else if (v ~ /[mM]$/) m = 1048576;
+                       else if (v ~ /[gG]$/) m = 1073741824; sub(/[kKmMgG]$/, "", v); print v * m }'
+}
+
+# The words after the first, rotated left by $1.
+rotate() {
+    local k=$1
+    shift
+    local a=("$@") n=$# i
+    for ((i = 0; i < n; i++)); do printf '%s ' "${a[$(((i + k) % n))]}"; done
+}
+
+# One rdx-perf run: one size, one algorithm; checks its wrong column.
+run_one() {
+    local env=$1 algo=$2 size=$3 rep=$4
+    local json=$OUT/$COLL.$env.$algo.$size.$rep.json log=$OUT/$COLL.$env.$algo.$size.$rep.log
+    if ! launch "$env" "$BUILD/bin/rdx-perf" -b "$size" -e "$size" -c 1 -a "$algo" --json "$json" \
+            ${CARGS[@]+"${CARGS[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} > "$log" 2>&1; then
+        echo "sweep.sh: $env: rdx-perf -a $algo at $size B (repeat $rep) failed: see $log" >&2
+        return 1
+    fi
+    local wrong
+    wrong=$(jq '[.rows[].wrong] | add' "$json")
+    [ "$wrong" = 0 ] || { echo "sweep.sh: $env $algo $size B: $wrong wrong elements" >&2; return 1; }
+}
+
+# ENV.dat: bytes, then the median time_us over repeats of each algorithm ("-" if missing).
 tabulate() {
     local env=$1 algo
     {
@@ -141,8 +175,15 @@ tabulate() {
                 [ -s "$f" ] && jq -r --arg a "$algo" '.rows[] | "\(.bytes) \($a) \(.time_us)"' "$f"
             done
         done | awk -v algos="$ALGOS" '
-            { k = $1 SUBSEP $2; if (!(k in best) || $3 < best[k]) best[k] = $3; sizes[$1] = 1 }
+            { k = $1 SUBSEP $2; nv[k]++; v[k, nv[k]] = $3; sizes[$1] = 1 }
             END {
+                for (k in nv) {  # median: sort the few values of k
+                    m = nv[k]
+                    for (i = 1; i <= m; i++) w[i] = v[k, i]
+                    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++)
+                        if (w[j] < w[i]) { t = w[i]; w[i] = w[j]; w[j] = t }
+                    best[k] = (m % 2) ? w[(m + 1) / 2] : (w[m / 2] + w[m / 2 + 1]) / 2
+                }
                 n = split(algos, a, " ")
                 m = 0; for (s in sizes) list[++m] = s + 0
                 for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++)
@@ -163,16 +204,19 @@ tabulate() {
 summarize() {
     local env=$1
     echo "== $COLL, $env: $NP ranks ($(head -1 "$OUT/$COLL.$env.predict" | sed 's/^# predict [a-z_]*: //'))"
+    cat "$OUT/$COLL.$env.load"
+    echo "median of $REPEATS interleaved repeats per size and algorithm"
     awk -v algos="$ALGOS" -v predict="$OUT/$COLL.$env.predict" '
         BEGIN {
             n = split(algos, a, " ")
             while ((getline line < predict) > 0) {
                 if (line ~ /^#/) continue
                 split(line, f, " "); sub(/\/.*/, "", f[length(f)]); pick[f[1]] = f[length(f)]
+                if (pick[f[1]] == "chain") pick[f[1]] = "ring"  # RDX_ALGO=ring runs the chain
             }
-            printf "%12s %-13s %10s %10s %7s %-13s %-13s\n", "bytes", "best forced", "time_us",
-                   "auto_us", "auto/best", "model picks", ""
-            bad = 0; rows = 0
+            printf "%12s %-13s %10s %10s %9s %-13s %10s %11s\n", "bytes", "best forced", "time_us",
+                   "auto_us", "auto/best", "model picks", "pick_us", "pick/best"
+            bad = 0; rows = 0; badpick = 0
         }
         /^#/ { next }
         {
@@ -183,11 +227,17 @@ summarize() {
                 if (best == "" || v + 0 < bt) { best = a[j]; bt = v + 0 }
             }
             ratio = (at > 0 && bt > 0) ? at / bt : 0
-            flag = ratio > 1.10 ? "  > 10%" : ""
+            # the forced run of the algorithm auto picks: its ratio is the cost of the choice,
+            # auto/best also holds run-to-run noise (the same algorithm timed twice)
+            pt = -1
+            for (j = 1; j <= n; j++) if (($1 in pick) && a[j] == pick[$1] && $(j + 1) != "-") pt = $(j + 1)
+            pratio = (pt > 0 && bt > 0) ? pt / bt : 0
+            flag = ratio > 1.10 ? "  auto > 10%" : ""
+            if (pratio > 1.10) { badpick++; flag = flag "  pick > 10%" }
             if (ratio > 1.10) bad++
             rows++
-            printf "%12d %-13s %10.2f %10.2f %7.2f %-13s%s\n", $1, best, bt, at, ratio,
-                   ($1 in pick) ? pick[$1] : "?", flag
+            printf "%12d %-13s %10.2f %10.2f %9.2f %-13s %10.2f %11.2f%s\n", $1, best, bt, at, ratio,
+                   ($1 in pick) ? pick[$1] : "?", pt, pratio, flag
             if (best != prevbest && prevbest != "") measured = measured sprintf(" %s->%s at %d B;", prevbest, best, $1)
             if (($1 in pick) && pick[$1] != prevpick && prevpick != "") predicted = predicted sprintf(" %s->%s at %d B;", prevpick, pick[$1], $1)
             prevbest = best; if ($1 in pick) prevpick = pick[$1]
@@ -196,6 +246,7 @@ summarize() {
             printf "crossovers measured (best forced):%s\n", measured == "" ? " none" : measured
             printf "crossovers predicted (model):     %s\n", predicted == "" ? " none" : predicted
             printf "auto more than 10%% slower than the best forced algorithm at %d of %d sizes\n", bad, rows
+            printf "the model'"'"'s pick (its forced run) more than 10%% slower than the best at %d of %d sizes\n", badpick, rows
         }' "$OUT/$COLL.$env.dat"
 }
 
