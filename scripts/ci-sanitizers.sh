@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI stage after the main and ASan suites (called by .ci/run; docs/testing.md):
 #   fuzz      clang build of tests/fuzz (RDX_FUZZ=ON): replay the seed corpus, then run every
-#             target for FUZZ_SECONDS (default 60). New inputs go to the build directory,
+#             target for FUZZ_SECONDS (default 50). New inputs go to the build directory,
 #             never into the repo; a crash or broken invariant fails CI and its reproducer
 #             stays in BUILD/fuzz-artifacts/.
 #   tsan      RDX_TSAN=ON build of the programs with threads: rdx-train's progress thread on
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-50}
 DATA=${TRAINER_TEST_DATA:-/usr/share/datasets/fashion-mnist}
 JOBS=$(nproc)
 stages=("$@")
