@@ -4,7 +4,9 @@
  *
  * bootstrap.c is compiled into this file (#include) so its static state machines can be
  * driven one connection at a time, without a listener or a poll loop; getrandom is
- * replaced by a fixed pattern so the harness can compute the MACs a peer would send.
+ * replaced by a fixed pattern so the harness can compute the MACs a peer would send. (So a
+ * change to those static functions or to struct rdx_bootstrap may need this file updated:
+ * CI builds it in its fuzz stage.)
  *
  * Input: byte 0 picks the mode, bytes 1-2 are parameters, the rest is the peer's stream.
  *   0  pure: rdx_bs_hdr_decode/encode, rdx_bs_auth_decode/encode/verify against a model
