@@ -6,7 +6,7 @@
  * UCX TCP, tests/softroce/verbs-suite.sh runs it over verbs in the soft-RoCE guest.
  *
  *   fault_inject [--trials N] [--ranks N] [--max-step K] [--max-bytes B] [--bound-ms MS]
- *                [--hard-ms MS] [--seed S] [--mode kill|abort] [--split] [-v]
+ *                [--hard-ms MS] [--seed S] [--mode kill|abort] [--split] [--in-init] [-v]
  *
  * Each trial forks --ranks ranks (tests/fault/launch.h). They run the same pseudo-random
  * sequence of collectives: allreduce (blocking; nonblocking completed by rdx_wait or by
@@ -27,6 +27,10 @@
  * RDX_ERR_PEER_LOST from its next call; survivors' messages must say "aborted by rank V".
  * --split: the loop runs on a communicator split from the world (two colors, rank % 2), so
  * half of the survivors share no communicator with the victim but the world.
+ * --in-init: the victim is killed 0-400 ms after the ranks start, mostly inside
+ * rdx_comm_init; survivors may fail there (RDX_ERR_PEER_LOST, or when the victim died before
+ * it connected, RDX_ERR_TIMEOUT after RDX_CONNECT_TIMEOUT_MS naming it as not connected)
+ * or in their first collectives.
  *
  * Last line: "fault_inject: TRANSPORT: P/N trials passed; S survivors; detection median M ms,
  * worst W ms". Exit status 0 iff every trial passed.
@@ -36,6 +40,7 @@
 #include <stdbool.h>
 
 #include "rdx/rdx.h"
+#include "src/error.h"
 #include "tests/fault/launch.h"
 
 #define MAX_BYTES (1u << 20)
@@ -64,7 +69,7 @@ typedef struct shared {
 } shared_t;
 
 typedef struct opts {
-    int trials, ranks, max_step, verbose, abort_mode, split, size_classes;
+    int trials, ranks, max_step, verbose, abort_mode, split, size_classes, in_init;
     long bound_ms, hard_ms;
     uint64_t seed;
 } opts_t;
@@ -169,12 +174,14 @@ static int rank_main(int rank, void *arg)
         comm = world;
     }
     if (st != RDX_SUCCESS) {
+        me->t_err_ns = fl_now_ns();
         me->status = st;
+        me->later = st;
         snprintf(me->msg, sizeof(me->msg), "init: %s: %s", rdx_strerror(st),
-                 world ? rdx_comm_last_error(world) : "see stderr");
+                 world ? rdx_comm_last_error(world) : rdx_err_last());
         res_set_state(me, R_INIT_FAILED);
         wait_release(sh);
-        return 3;
+        return 0; /* the state says it; the exit status is for crashes */
     }
     size_t cap = (size_t)MAX_BYTES * (size_t)rdx_comm_size(comm) / sizeof(float) + 16;
     float *a = calloc(cap, sizeof(float)), *b = calloc(cap, sizeof(float));
@@ -256,6 +263,26 @@ static void wait_survivors(const shared_t *sh, int n, int victim, uint64_t until
     }
 }
 
+/* A rendezvous verdict naming rank v: "ranks not connected: 1, 3" and the like. */
+static bool init_names(const char *msg, int v)
+{
+    const char *s = strstr(msg, "not connected: ");
+    if (!s)
+        s = strstr(msg, "not arrived: ");
+    for (s = s ? strchr(s, ':') : NULL; s && *s; s++) {
+        if (*s >= '0' && *s <= '9') {
+            char *end;
+            long r = strtol(s, &end, 10);
+            if (r == v)
+                return true;
+            s = end - 1;
+        } else if (*s != ' ' && *s != ',' && *s != ':') {
+            break;
+        }
+    }
+    return false;
+}
+
 /* Checks one survivor; prints why it failed. Adds its detection time to t. */
 static bool check_survivor(const opts_t *o, const shared_t *sh, const fl_job_t *job, int r,
                            uint64_t t_kill, tally_t *t, char *line, size_t len)
@@ -265,7 +292,8 @@ static bool check_survivor(const opts_t *o, const shared_t *sh, const fl_job_t *
     int v = sh->victim, state = res_state(x);
     double ms = ((double)x->t_err_ns - (double)t_kill) / 1e6;
     fl_how(job, r, how, sizeof(how));
-    if (state != R_ERROR) {
+    bool init_ok = o->in_init && state == R_INIT_FAILED;
+    if (state != R_ERROR && !init_ok) {
         snprintf(line, len, "rank %d: %s (%s): %s", r,
                  state == R_RUNNING ? "no error returned before the hard deadline"
                  : state == R_WRONG ? "wrong allreduce result"
@@ -279,9 +307,12 @@ static bool check_survivor(const opts_t *o, const shared_t *sh, const fl_job_t *
         return false;
     }
     bool names = o->abort_mode ? strstr(x->msg, "aborted by rank") && fl_names_peer(x->msg, v)
-                               : fl_names_peer(x->msg, v);
-    if (x->status != RDX_ERR_PEER_LOST || x->later != RDX_ERR_PEER_LOST || !names || ms < 0 ||
-        ms > (double)o->bound_ms) {
+                               : fl_names_peer(x->msg, v) || (init_ok && init_names(x->msg, v));
+    /* Killed inside rdx_comm_init: before it connected, rank 0 cannot tell a dead rank from
+     * a late one, so the rendezvous times out (RDX_CONNECT_TIMEOUT_MS) naming the rank. */
+    bool status_ok = x->status == RDX_ERR_PEER_LOST ||
+                     (init_ok && (x->status == RDX_ERR_TIMEOUT || x->status == RDX_ERR_BOOTSTRAP));
+    if (!status_ok || x->later != x->status || !names || ms < 0 || ms > (double)o->bound_ms) {
         snprintf(line, len, "rank %d: %s after %.1f ms at step %d, next call %s (want peer lost "
                  "naming peer %d within %ld ms, twice): %s", r,
                  rdx_strerror((rdx_status_t)x->status), ms, x->err_step,
@@ -334,7 +365,11 @@ static bool run_trial(const opts_t *o, shared_t *sh, int trial, tally_t *t)
     bool ok = true;
     char line[MSG_MAX + 256];
     uint64_t t_kill = 0;
-    if (o->abort_mode) {
+    if (o->in_init) {
+        fl_sleep_us((long)(fl_rand(&s) % 400000)); /* somewhere in rdx_comm_init */
+        t_kill = fl_now_ns();
+        kill(job.pid[sh->victim], SIGKILL);
+    } else if (o->abort_mode) {
         ok = wait_victim(sh, sh->victim, UINT64_MAX, 60000) ||
              res_state(&sh->res[sh->victim]) == R_ABORTED;
         t_kill = sh->res[sh->victim].t_abort_ns;
@@ -379,9 +414,11 @@ static bool run_trial(const opts_t *o, shared_t *sh, int trial, tally_t *t)
     if (!ok)
         t->ndet = ndet_before; /* only passing trials count towards the figures */
     if (ok || o->verbose)
-        printf("trial %d: %s: n=%d, %s rank %d at step %d%s: %s\n", trial, ok ? "pass" : "FAIL",
-               n, o->abort_mode ? "abort by" : "killed", sh->victim, kill_step,
-               o->abort_mode ? "" : " (+0-500 us)", summary);
+        printf("trial %d: %s: n=%d, %s rank %d %s %d%s: %s\n", trial, ok ? "pass" : "FAIL", n,
+               o->abort_mode ? "abort by" : "killed", sh->victim,
+               o->in_init ? "in rdx_comm_init, survivors' states" : "at step",
+               o->in_init ? sh->res[(sh->victim + 1) % n].state : kill_step,
+               o->abort_mode || o->in_init ? "" : " (+0-500 us)", summary);
     fflush(stdout);
     return ok;
 }
@@ -390,7 +427,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: fault_inject [--trials N] [--ranks N] [--max-step K] [--max-bytes B] "
                     "[--bound-ms MS] [--hard-ms MS] [--seed S] [--mode kill|abort] [--split] "
-                    "[-v]\n");
+                    "[--in-init] [-v]\n");
     exit(2);
 }
 
@@ -400,7 +437,7 @@ static void parse(int argc, char **argv, opts_t *o)
         {"trials", 1, 0, 't'}, {"ranks", 1, 0, 'n'},  {"max-step", 1, 0, 'k'},
         {"bound-ms", 1, 0, 'b'}, {"hard-ms", 1, 0, 'H'}, {"seed", 1, 0, 's'},
         {"mode", 1, 0, 'm'},   {"split", 0, 0, 'S'},  {"verbose", 0, 0, 'v'},
-        {"max-bytes", 1, 0, 'B'}, {0, 0, 0, 0}};
+        {"max-bytes", 1, 0, 'B'}, {"in-init", 0, 0, 'I'}, {0, 0, 0, 0}};
     long max_bytes = MAX_BYTES;
     *o = (opts_t){.trials = 50, .ranks = 4, .max_step = 150, .bound_ms = 5000,
                   .hard_ms = 15000, .seed = (uint64_t)time(NULL)};
@@ -417,6 +454,7 @@ static void parse(int argc, char **argv, opts_t *o)
         case 'S': o->split = 1; break;
         case 'v': o->verbose = 1; break;
         case 'B': max_bytes = atol(optarg); break;
+        case 'I': o->in_init = 1; break;
         default: usage();
         }
     }
