@@ -324,10 +324,8 @@ static void fuzz_xfer(uint8_t p1, uint8_t p2, const uint8_t *s, size_t n)
     uint16_t in_type = types[p2 & 3];
     int eof = (p2 >> 2) & 1;
     size_t in_len = (size_t)(p2 >> 3) * 9; /* 0 .. 279 */
-    if (n >= 2) { /* or taken from the stream's length field when it has one */
-        if (n >= RDX_BS_HDR_LEN && (p2 & 0x80))
-            in_len = fz_be32(s + 8) % 4096;
-    }
+    if (n >= RDX_BS_HDR_LEN && (p2 & 0x80)) /* or the stream's own length field */
+        in_len = fz_be32(s + 8) % 4096;
     fz_bs_t f;
     fz_bs_init(&f, root ? 0 : 1, size);
     uint8_t *buf = in_len ? malloc(in_len) : NULL; /* exact size: ASan guards the bound */
