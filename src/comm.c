@@ -79,7 +79,7 @@ rdx_status_t rdx_comm_watchdog(rdx_comm_t *comm)
     return rdx_bootstrap_watch(comm_family_root(comm)->bs);
 }
 
-#define COMM_VERDICT_WAIT_MS 100L
+#define COMM_VERDICT_WAIT_MS 500L /* ends as soon as the verdict arrives (~10-20 ms) */
 
 rdx_status_t rdx_comm_explain(rdx_comm_t *comm, rdx_status_t st)
 {

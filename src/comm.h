@@ -64,9 +64,10 @@ rdx_status_t rdx_comm_fail(rdx_comm_t *comm, const char *opname, rdx_status_t st
 rdx_status_t rdx_comm_watchdog(rdx_comm_t *comm);
 
 /* comm is breaking with st, recorded by the transport: when st is RDX_ERR_PEER_LOST, waits
- * briefly (100 ms at most) for the job's verdict from the bootstrap, which names the first
- * failure anywhere (a mismatch found by the peer that then left, say). Returns the status
- * to report; the last error then holds its message. */
+ * for the job's verdict from the bootstrap (500 ms at most: a loaded rank 0 may be slow to
+ * relay; it usually comes in 10-20 ms), which names the first failure anywhere (a mismatch
+ * found by the peer that then left, say). Returns the status to report; the last error
+ * then holds its message. */
 rdx_status_t rdx_comm_explain(rdx_comm_t *comm, rdx_status_t st);
 
 /* comm just broke with st (its last_error says why): tell every other rank, so nobody waits
