@@ -27,6 +27,8 @@
 # machine hits all algorithms of a size alike; the median of the repeats is kept. The load
 # (uptime) before and after each environment goes into the summary.
 # Every run checks every element (rdx-perf -c 1); a wrong element fails the sweep.
+# On a loaded host pass a fixed iteration count (-- -n 200 -w 10): rdx-perf's adaptive count
+# follows a slow warm-up and was itself worth up to 20x on single runs (docs/algorithms.md).
 # Outputs per collective C and environment ENV: C.ENV.dat (bytes, then time_us per
 # algorithm), C.ENV.predict
 # (rdx-info --predict), C.ENV.summary (per size: best forced, auto, ratio; crossovers measured
