@@ -2,25 +2,26 @@
 # verbs-bench.sh BUILD_DIR - rdx over native verbs against perftest on the same device, in
 # one run. One command, guest or native: tests/softroce/run-verbs-bench.sh BUILD_DIR.
 #
-#   rounds (BENCH_ROUNDS, default 3), alternating so host noise hits both alike:
+#   rounds (BENCH_ROUNDS, default 5), alternating so host noise hits both alike:
 #     ib_write_lat -s 8          vs  rdx-perf --pt2pt 8 B   (half round trip, median)
 #     ib_write_bw -s 1M          vs  rdx-perf --pt2pt 1 MiB (MiB/s; registered buffers,
 #                                    so zero-copy; and --no-reg, the copy path)
 #   once: ib_send_lat (a receive completion per message, as rdx), the transport alone
 #     (tests/verbs/verbs_perf, busy and --block), --pt2pt with 1 MiB slots, and rdx-perf
 #     allreduce over native verbs against rdx over UCX rc_verbs (both default settings).
-# The summary gives the median of each measure over the rounds and the ratios. rdx runs with
+# The summary gives the median of each measure over the rounds, the ratio of the medians
+# and the median of the per-round ratios (each pairs two runs minutes apart at most). rdx runs with
 # RDX_SPIN_US=BENCH_SPIN_US (default 1000000: busy-polls, as perftest does; with the
 # default 20 us it sleeps on the completion channel, which on rxe costs ~1 ms per wake-up,
 # see docs/verbs.md). Under TCG only the ratios mean something.
-#   BENCH_LAT_ITERS (2000), BENCH_BW_MSGS (200), BENCH_ROUNDS (3), BENCH_SPIN_US (1000000)
+#   BENCH_LAT_ITERS (2000), BENCH_BW_MSGS (100), BENCH_ROUNDS (5), BENCH_SPIN_US (1000000)
 set -u
 BUILD=$(cd "${1:?usage: verbs-bench.sh BUILD_DIR}" && pwd -P)
 DEV=${SOFTROCE_DEV:-$(ls /sys/class/infiniband | head -1)}
 G=${SOFTROCE_GID_INDEX:-${RDX_IB_GID_INDEX:-1}}
 LAT_ITERS=${BENCH_LAT_ITERS:-2000}
-BW_MSGS=${BENCH_BW_MSGS:-200}
-ROUNDS=${BENCH_ROUNDS:-3}
+BW_MSGS=${BENCH_BW_MSGS:-100}
+ROUNDS=${BENCH_ROUNDS:-5}
 SPIN=${BENCH_SPIN_US:-1000000}
 LOG=$(mktemp -d /tmp/verbs-bench.XXXXXX)
 T=300
@@ -62,6 +63,7 @@ grep -hE 'FAIL|wrong: [1-9]' "$LOG"/plat.* "$LOG"/pbw* | sort | uniq -c
 pair slat ib_send_lat -s 8 -n "$LAT_ITERS"
 
 RDX_CHUNK_BYTES=1M pt2pt pbw1m 1M "$BW_MSGS"
+SPIN=20 pt2pt pbwd 1M "$BW_MSGS"
 RDX_CHUNK_BYTES=1M timeout $T "$BUILD/tests/verbs_perf" --lat 8 --bw 1M -i "$LAT_ITERS" \
   -b "$BW_MSGS" > "$LOG/vp" 2>&1
 RDX_CHUNK_BYTES=1M timeout $T "$BUILD/tests/verbs_perf" --lat 8 --bw "" -i "$LAT_ITERS" --block \
@@ -80,21 +82,30 @@ ql=$(for r in $(seq "$ROUNDS"); do rdx_lat "plat.$r"; done | median)
 pb=$(for r in $(seq "$ROUNDS"); do perf_bw "wbw.$r"; done | median)
 qb=$(for r in $(seq "$ROUNDS"); do rdx_bw "pbw.$r"; done | median)
 qbc=$(for r in $(seq "$ROUNDS"); do rdx_bw "pbwc.$r"; done | median)
+ratio() {  # ratio A B: A / B, or nothing
+  awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0 && b > 0) printf "%.3f\n", a / b}'
+}
+rl=$(for r in $(seq "$ROUNDS"); do ratio "$(rdx_lat "plat.$r")" "$(perf_lat "wlat.$r")"; done | median)
+rb=$(for r in $(seq "$ROUNDS"); do ratio "$(rdx_bw "pbw.$r")" "$(perf_bw "wbw.$r")"; done | median)
 echo
 echo "=== verbs-bench summary: $DEV, one run, 2 processes; medians over $ROUNDS rounds (ratios are what count under TCG)"
 awk -v pl="${pl:-0}" -v ql="${ql:-0}" -v pb="${pb:-0}" -v qb="${qb:-0}" -v qbc="${qbc:-0}" \
-    -v sl="$(perf_lat slat)" -v q1m="$(rdx_bw pbw1m)" \
+    -v sl="$(perf_lat slat)" -v q1m="$(rdx_bw pbw1m)" -v qd="$(rdx_bw pbwd)" \
+    -v rl="${rl:-0}" -v rb="${rb:-0}" \
     -v vl="$(awk '/lat 8 B/ {print $8}' "$LOG/vp")" -v vb="$(awk '/bw 1048576 B/ {print $5}' "$LOG/vp")" \
     -v vlb="$(awk '/lat 8 B/ {print $8}' "$LOG/vpb")" 'BEGIN {
   f = "%-52s %10s %10s %9s  %s\n"
   printf f, "measure", "perftest", "rdx", "rdx/perf", "target"
   printf f, "8 B latency, half RTT median (us): rdx-perf --pt2pt", pl, ql, (pl > 0 ? sprintf("%.2fx", ql / pl) : "?"), "<= 1.3x"
+  printf f, "  median of the per-round ratios", "", "", sprintf("%.2fx", rl), ""
   printf f, "  ib_send_lat (receive completions, like rdx) (us)", sl, "", (sl > 0 && pl > 0 ? sprintf("%.2fx", sl / pl) : "?"), "(perftest vs perftest)"
   printf f, "  transport alone, verbs_perf (us)", pl, vl, (pl > 0 ? sprintf("%.2fx", vl / pl) : "?"), ""
   printf f, "  transport alone, verbs_perf --block (us)", pl, vlb, (pl > 0 ? sprintf("%.1fx", vlb / pl) : "?"), ""
   printf f, "1 MiB bandwidth (MiB/s): --pt2pt, registered (zero-copy)", pb, qb, (pb > 0 ? sprintf("%.0f%%", 100 * qb / pb) : "?"), ">= 90%"
+  printf f, "  median of the per-round ratios", "", "", sprintf("%.0f%%", 100 * rb), ""
   printf f, "  --pt2pt, unregistered (staging copy)", pb, qbc, (pb > 0 ? sprintf("%.0f%%", 100 * qbc / pb) : "?"), ""
   printf f, "  --pt2pt, zero-copy, RDX_CHUNK_BYTES=1M (one run)", pb, q1m, (pb > 0 ? sprintf("%.0f%%", 100 * q1m / pb) : "?"), ""
+  printf f, "  --pt2pt, zero-copy, RDX_SPIN_US=20 (one run)", pb, qd, (pb > 0 ? sprintf("%.0f%%", 100 * qd / pb) : "?"), ""
   printf f, "  transport alone, verbs_perf, 1 MiB slots (one run)", pb, vb, (pb > 0 ? sprintf("%.0f%%", 100 * vb / pb) : "?"), "" }'
 echo "allreduce, 2 ranks, float32 sum, default settings: time (us), native verbs vs UCX rc_verbs"
 awk '$1 == "[0]" && $2 ~ /^[0-9]+$/ {print $2, $7, $10}' "$LOG/ar_verbs" > "$LOG/ar_v"
