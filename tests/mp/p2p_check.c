@@ -14,7 +14,12 @@
  *               messages naming the peer
  * --mismatch: rank 0 sends 100 int32 to rank 1, which receives 101: rank 1 must get
  *   RDX_ERR_MISMATCH naming peer 0 (then both ranks leave without rdx_comm_destroy: the
- *   communicator is broken on purpose). Exit 0 when everything held.
+ *   communicator is broken on purpose).
+ * --deadlock: ranks 0 and 1 both call blocking rdx_send of 4 MiB (more than the FIFO) to
+ *   each other first: the unsafe order rdx.h warns about. Run with a short RDX_TIMEOUT_MS:
+ *   each must return (never hang) with RDX_ERR_TIMEOUT, whose message says which send waits
+ *   for credit, or RDX_ERR_PEER_LOST when the other rank gave up first.
+ * Exit 0 when everything held.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -185,9 +190,27 @@ static int mismatch(rdx_comm_t *comm)
     return 0;
 }
 
+static int deadlock(rdx_comm_t *comm)
+{
+    size_t bytes = (size_t)4 << 20;
+    unsigned char *b = calloc(bytes, 1);
+    if (!b || g_rank > 1)
+        return !b;
+    rdx_status_t st = rdx_send(comm, b, bytes, RDX_UINT8, 1 - g_rank);
+    const char *msg = rdx_comm_last_error(comm);
+    int ok = (st == RDX_ERR_TIMEOUT && strstr(msg, "waiting for credit")) ||
+             st == RDX_ERR_PEER_LOST;
+    printf("rank %d: %s: rdx_send of 4 MiB to a rank that also sends: %s: %s\n", g_rank,
+           ok ? "OK" : "FAIL", rdx_strerror(st), msg);
+    fflush(stdout);
+    free(b);
+    return !ok;
+}
+
 int main(int argc, char **argv)
 {
     int want_mismatch = argc > 1 && !strcmp(argv[1], "--mismatch");
+    int want_deadlock = argc > 1 && !strcmp(argv[1], "--deadlock");
     rdx_comm_t *comm = NULL;
     if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS) {
         fprintf(stderr, "p2p_check: rdx_comm_init failed\n");
@@ -199,12 +222,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "p2p_check: at most %d ranks\n", MAXN);
         return 2;
     }
-    if (want_mismatch) {
+    if (want_mismatch || want_deadlock) {
         if (g_size < 2) {
-            fprintf(stderr, "p2p_check: --mismatch needs 2 ranks\n");
+            fprintf(stderr, "p2p_check: %s needs 2 ranks\n", argv[1]);
             return 2;
         }
-        int rc = mismatch(comm);
+        int rc = want_deadlock ? deadlock(comm) : mismatch(comm);
         fflush(NULL);
         _exit(rc); /* the communicator is broken on purpose: no closing barrier */
     }

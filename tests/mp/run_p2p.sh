@@ -1,6 +1,6 @@
 #!/bin/bash
 # run_p2p.sh BUILD_DIR [RUN_ARG...] - tests/mp/p2p_check under rdx-run: n = 1, 2, 3, 4 (every
-# check) and the deliberate count mismatch on 2 ranks. RUN_ARG: NAME=VALUE words are
+# check), the deliberate count mismatch and the deliberate send/send deadlock on 2 ranks. RUN_ARG: NAME=VALUE words are
 # exported (RDX_UCX_TLS=tcp), anything else goes to rdx-run (--transport verbs).
 # Every run has a timeout (RUN_P2P_TIMEOUT, default 120 s): a hang is a failure.
 set -u
@@ -32,6 +32,15 @@ rc=$?
 echo "$out" | sed 's/^/[mismatch] /'
 if [ "$rc" != 0 ] || ! grep -q 'rank 1: OK: receive of 101' <<<"$out"; then
     failed+=(mismatch)
+fi
+# The unsafe order (both ranks rdx_send more than the FIFO first) must end in an error with
+# a state dump, not a hang: RDX_TIMEOUT_MS=3000.
+out=$(RDX_TIMEOUT_MS=3000 timeout -k 10 "$T" "$RDX_RUN" -n 2 ${RUN_ARGS[@]+"${RUN_ARGS[@]}"} -- \
+      "$CHECK" --deadlock 2>&1)
+rc=$?
+echo "$out" | grep -E 'OK|FAIL' | sed 's/^/[deadlock] /'
+if [ "$rc" != 0 ] || ! grep -q 'waiting for credit' <<<"$out"; then
+    failed+=(deadlock)
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "run_p2p: FAILED: ${failed[*]}"
