@@ -5,7 +5,11 @@ rdx_status_t coll_check_msg(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, 
                             uint64_t got_tag, size_t got_len, uint64_t want_tag,
                             size_t want_len)
 {
-    if (got_tag == want_tag && got_len == want_len)
+    /* RDX_CHECK=0 drops the fingerprint half of the comparison (about 10 ns a call at 8 B);
+     * the position and the length are always checked: a message is never reduced into the
+     * wrong place or past its end. */
+    uint64_t mask = ctx->check ? ~0ull : 0xffffffffull;
+    if (((got_tag ^ want_tag) & mask) == 0 && got_len == want_len)
         return RDX_SUCCESS;
     return rdx_err(RDX_ERR_MISMATCH,
                    "rank %d: %s #%u (algo %s, %s %s count %zu root %d): message from peer %d "

@@ -65,7 +65,7 @@ static const cfg_row_t k_rows[] = {
      OFF(ib_timeout), 1, 31, NULL},
     {"RDX_IB_RETRY_CNT", "7", "verbs transport retry count", P_INT, OFF(ib_retry_cnt), 0, 7,
      NULL},
-    {"RDX_CHECK", "1", "check every collective's fingerprint (kind, dtype, op, count) across ranks",
+    {"RDX_CHECK", "1", "check every collective's fingerprint (kind, dtype, op, count, root) across ranks; 0 checks only message order and length",
      P_BOOL, OFF(check), 0, 1, NULL},
     /* Rank discovery rows: also filled from launcher variables, see discover_rank(). */
     {"RDX_RANK", "-1", "this process's rank (else RANK, OMPI_COMM_WORLD_RANK, SLURM_PROCID)",

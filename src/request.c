@@ -284,12 +284,35 @@ static void request_put(rdx_request_t *r)
     comm->free_reqs = r;
 }
 
-/* Validates, starts and queues one collective in r. */
+static rdx_status_t p2p_check(const rdx_comm_t *comm, const rdx_coll_args_t *a)
+{
+    const char *what = a->kind == RDX_COLL_SEND ? "send" : "recv";
+    if ((unsigned)a->dtype >= RDX_DTYPE_COUNT)
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: unknown dtype %d", a->root, (int)a->dtype);
+    if (a->root < 0 || a->root >= comm->size)
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d is not a rank of this communicator "
+                       "(size %d)", a->root, comm->size);
+    if (a->root == comm->rank)
+        return rdx_err(RDX_ERR_UNSUPPORTED, "peer %d is this rank: a rank cannot %s itself "
+                       "(copy the buffer instead)", a->root, a->kind == RDX_COLL_SEND
+                       ? "send to" : "receive from");
+    if (a->count > SIZE_MAX / 2 / rdx_dtype_size(a->dtype))
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: count %zu of %s overflows the byte size",
+                       a->root, a->count, rdx_dtype_name(a->dtype));
+    if (a->count && !(a->kind == RDX_COLL_SEND ? a->sendbuf : a->recvbuf))
+        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: %s buffer is NULL with count %zu",
+                       a->root, what, a->count);
+    return RDX_SUCCESS;
+}
+
+/* Validates, starts and queues one collective, send or receive in r. Sends and receives
+ * take no collective sequence number: they are ordered per peer (p2p.c). */
 static rdx_status_t coll_post(rdx_comm_t *comm, rdx_request_t *r, const char *opname,
                               const rdx_coll_args_t *args)
 {
     rdx_err_clear();
-    rdx_status_t st = check_args(comm, args);
+    bool p2p = rdx_coll_kind_is_p2p(args->kind);
+    rdx_status_t st = p2p ? p2p_check(comm, args) : check_args(comm, args);
     if (st != RDX_SUCCESS)
         return rdx_comm_fail(comm, opname, st);
     if (comm->broken) {
@@ -300,10 +323,11 @@ static rdx_status_t coll_post(rdx_comm_t *comm, rdx_request_t *r, const char *op
     r->done = false;
     r->status = RDX_SUCCESS;
     r->next = NULL;
-    st = rdx_coll_start(&comm->ctx, comm->settings.algo, args, comm->seq, &r->op);
+    st = p2p ? rdx_p2p_start(&comm->ctx, args, &r->op)
+             : rdx_coll_start(&comm->ctx, comm->settings.algo, args, comm->seq, &r->op);
     if (st != RDX_SUCCESS)
         return rdx_comm_fail(comm, opname, st);
-    comm->seq++;
+    comm->seq += !p2p;
     if (comm->tail)
         comm->tail->next = r;
     else
@@ -471,108 +495,29 @@ rdx_status_t rdx_progress(rdx_comm_t *comm)
 
 /* ---- point-to-point (collectives/p2p.c; ordering rule in rdx.h) ------------------------ */
 
-static rdx_status_t p2p_check(const rdx_comm_t *comm, const rdx_coll_args_t *a)
-{
-    const char *what = a->kind == RDX_COLL_SEND ? "send" : "recv";
-    if ((unsigned)a->dtype >= RDX_DTYPE_COUNT)
-        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: unknown dtype %d", a->root, (int)a->dtype);
-    if (a->root < 0 || a->root >= comm->size)
-        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d is not a rank of this communicator "
-                       "(size %d)", a->root, comm->size);
-    if (a->root == comm->rank)
-        return rdx_err(RDX_ERR_UNSUPPORTED, "peer %d is this rank: a rank cannot %s itself "
-                       "(copy the buffer instead)", a->root, a->kind == RDX_COLL_SEND
-                       ? "send to" : "receive from");
-    if (a->count > SIZE_MAX / 2 / rdx_dtype_size(a->dtype))
-        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: count %zu of %s overflows the byte size",
-                       a->root, a->count, rdx_dtype_name(a->dtype));
-    if (a->count && !(a->kind == RDX_COLL_SEND ? a->sendbuf : a->recvbuf))
-        return rdx_err(RDX_ERR_INVALID_ARG, "peer %d: %s buffer is NULL with count %zu",
-                       a->root, what, a->count);
-    return RDX_SUCCESS;
-}
-
-/* Validates, starts and queues one send or receive in r. */
-static rdx_status_t p2p_post(rdx_comm_t *comm, rdx_request_t *r, const char *opname,
-                             const rdx_coll_args_t *args)
-{
-    rdx_err_clear();
-    rdx_status_t st = p2p_check(comm, args);
-    if (st != RDX_SUCCESS)
-        return rdx_comm_fail(comm, opname, st);
-    if (comm->broken) {
-        rdx_err(comm->broken, "the communicator failed earlier: %s", comm->last_error);
-        return comm->broken;
-    }
-    r->comm = comm;
-    r->done = false;
-    r->status = RDX_SUCCESS;
-    r->next = NULL;
-    st = rdx_p2p_start(&comm->ctx, args, &r->op);
-    if (st != RDX_SUCCESS)
-        return rdx_comm_fail(comm, opname, st);
-    if (comm->tail)
-        comm->tail->next = r;
-    else
-        comm->head = r;
-    comm->tail = r;
-    return RDX_SUCCESS;
-}
-
-static rdx_status_t p2p_blocking(rdx_comm_t *comm, const char *opname, const rdx_coll_args_t *a)
-{
-    if (!comm)
-        return RDX_ERR_INVALID_ARG;
-    rdx_request_t r;
-    memset(&r, 0, offsetof(rdx_request_t, op));
-    rdx_status_t st = p2p_post(comm, &r, opname, a);
-    if (st != RDX_SUCCESS)
-        return st;
-    return comm_wait(comm, &r);
-}
-
-static rdx_status_t p2p_nonblocking(rdx_comm_t *comm, const char *opname,
-                                    const rdx_coll_args_t *a, rdx_request_t **req)
-{
-    if (!comm || !req)
-        return RDX_ERR_INVALID_ARG;
-    rdx_request_t *r = request_get(comm);
-    if (!r)
-        return RDX_ERR_NO_MEMORY;
-    rdx_status_t st = p2p_post(comm, r, opname, a);
-    if (st != RDX_SUCCESS) {
-        request_put(r);
-        return st;
-    }
-    bool progressed;
-    (void)rdx_comm_progress(comm, &progressed);
-    *req = r;
-    return RDX_SUCCESS;
-}
-
 rdx_status_t rdx_send(rdx_comm_t *comm, const void *buf, size_t count, rdx_dtype_t dtype,
                       int peer)
 {
-    return p2p_blocking(comm, "rdx_send", ARGS(RDX_COLL_SEND, buf, NULL, count, dtype, RDX_SUM,
-                                               peer));
+    return coll_blocking(comm, "rdx_send",
+                         ARGS(RDX_COLL_SEND, buf, NULL, count, dtype, RDX_SUM, peer));
 }
 
 rdx_status_t rdx_recv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype, int peer)
 {
-    return p2p_blocking(comm, "rdx_recv", ARGS(RDX_COLL_RECV, NULL, buf, count, dtype, RDX_SUM,
-                                               peer));
+    return coll_blocking(comm, "rdx_recv",
+                         ARGS(RDX_COLL_RECV, NULL, buf, count, dtype, RDX_SUM, peer));
 }
 
 rdx_status_t rdx_isend(rdx_comm_t *comm, const void *buf, size_t count, rdx_dtype_t dtype,
                        int peer, rdx_request_t **req)
 {
-    return p2p_nonblocking(comm, "rdx_isend", ARGS(RDX_COLL_SEND, buf, NULL, count, dtype,
-                                                   RDX_SUM, peer), req);
+    return coll_nonblocking(comm, "rdx_isend",
+                            ARGS(RDX_COLL_SEND, buf, NULL, count, dtype, RDX_SUM, peer), req);
 }
 
 rdx_status_t rdx_irecv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype, int peer,
                        rdx_request_t **req)
 {
-    return p2p_nonblocking(comm, "rdx_irecv", ARGS(RDX_COLL_RECV, NULL, buf, count, dtype,
-                                                   RDX_SUM, peer), req);
+    return coll_nonblocking(comm, "rdx_irecv",
+                            ARGS(RDX_COLL_RECV, NULL, buf, count, dtype, RDX_SUM, peer), req);
 }

@@ -20,7 +20,7 @@ static void usage(FILE *out)
             "Prints the transports and devices found, the reduction kernels chosen, the\n"
             "calibration file and every RDX_* setting with its effective value, default and\n"
             "meaning.\n"
-            "--calibrate: measures the latency of a hop (a token around all ranks), the\n"
+            "--calibrate: measures the latency of a step (all ranks exchanging at once), the\n"
             "per-message overhead and the bandwidth (streams both ways between ranks 0 and 1,\n"
             "2 and 3, ...) over the configured transport, and the local reduction speed\n"
             "(run it with the rank layout your jobs use), and writes\n"
@@ -83,7 +83,7 @@ static int calibrate_report(rdx_comm_t *comm, rdx_coll_model_t *m, const char *f
     char key[96], buf[512];
     rdx_coll_calibration_key(&comm->props, key, sizeof(key));
     printf("rdx-info --calibrate: %s (%s), %d ranks\n", key, comm->props.detail, comm->size);
-    printf("  alpha    %.3f us   (per hop of a token around all ranks; transport's estimate "
+    printf("  alpha    %.3f us   (per step, all ranks exchanging at once; transport's estimate "
            "%.3f us)\n",
            m->alpha_s * 1e6, comm->props.latency_us);
     printf("  overhead %.3f us   (per pipelined message)\n", m->overhead_s * 1e6);

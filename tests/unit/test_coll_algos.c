@@ -659,6 +659,47 @@ Test(coll_mismatch, different_counts_or_algorithms_are_reported, .timeout = 60)
     bufs_free(4, &b);
 }
 
+/* RDX_CHECK=0 (ctx.check false) drops the fingerprint comparison, never the length one. */
+Test(coll_mismatch, check_off_compares_only_position_and_length, .timeout = 60)
+{
+    tcase_t sum = {.algo = &rdx_algo_ring_allreduce, .kind = RDX_COLL_ALLREDUCE,
+                   .dtype = RDX_INT32, .op = RDX_SUM, .count = 1000};
+    tcase_t max = sum, longer = sum;
+    max.op = RDX_MAX;
+    longer.count = 1001;
+    for (int check = 1; check >= 0; check--) {
+        tbufs_t b, bm, bl;
+        rdx_coll_args_t args[MAXR], argsm[MAXR], argsl[MAXR], mixed[MAXR];
+        bufs_make(&sum, 4, &b, args);
+        bufs_make(&max, 4, &bm, argsm);
+        bufs_make(&longer, 4, &bl, argsl);
+        runner_t R;
+        runner_init(&R, 4, 4, 4096);
+        for (int r = 0; r < 4; r++) {
+            R.ctx[r].check = check;
+            mixed[r] = r == 0 ? args[r] : argsm[r];
+        }
+        rdx_status_t st = run_until_error(&R, &sum, &max, mixed);
+        cr_assert_eq(st, check ? RDX_ERR_MISMATCH : RDX_SUCCESS, "check %d: SUM vs MAX gave %s",
+                     check, rdx_strerror(st));
+        world_free(R.w, 4);
+        free(R.w);
+        runner_init(&R, 4, 4, 4096);
+        for (int r = 0; r < 4; r++) {
+            R.ctx[r].check = check;
+            mixed[r] = r == 0 ? args[r] : argsl[r];
+        }
+        st = run_until_error(&R, &sum, &longer, mixed);
+        cr_assert_eq(st, RDX_ERR_MISMATCH, "check %d: count 1000 vs 1001 gave %s", check,
+                     rdx_strerror(st));
+        world_free(R.w, 4);
+        free(R.w);
+        bufs_free(4, &b);
+        bufs_free(4, &bm);
+        bufs_free(4, &bl);
+    }
+}
+
 static int coll_log2_ceil_test(int n)
 {
     int l = 0;
