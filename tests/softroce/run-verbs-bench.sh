@@ -21,7 +21,7 @@ if [ "$MODE" = native ] || { [ "$MODE" = auto ] && native_rdma; }; then
   exec "$HERE/verbs-bench.sh" "$BUILD"
 fi
 ENV_ARGS=()
-for v in BENCH_LAT_ITERS BENCH_BW_MSGS BENCH_SPIN_US RDX_LOG; do
+for v in BENCH_LAT_ITERS BENCH_BW_MSGS BENCH_ROUNDS BENCH_SPIN_US BENCH_BW_SPIN_US RDX_LOG; do
   [ -n "${!v:-}" ] && ENV_ARGS+=(--env "$v")
 done
 exec "$HERE/run-in-vm.sh" --no-cwd-rw --smp 2 --timeout "${RDX_VERBS_BENCH_TIMEOUT:-900}" \
