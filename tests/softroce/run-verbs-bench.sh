@@ -10,13 +10,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd -P)
 BUILD=$(cd "${1:?usage: run-verbs-bench.sh BUILD_DIR}" && pwd -P)
 MODE=${RDX_VERBS_BENCH_MODE:-auto}
-native_rdma() {
-  local s
-  for s in /sys/class/infiniband/*/ports/*/state; do
-    [ -r "$s" ] && grep -q ACTIVE "$s" && return 0
-  done
-  return 1
-}
+. "$HERE/native-rdma.sh"
 if [ "$MODE" = native ] || { [ "$MODE" = auto ] && native_rdma; }; then
   exec "$HERE/verbs-bench.sh" "$BUILD"
 fi

@@ -7,7 +7,7 @@
 # it, with the host's build directory seen read-only over 9p.
 #
 #   RDX_VERBS_SUITE_MODE=auto|native|vm   force one way (default auto)
-#   RDX_VERBS_SUITE_TIMEOUT=S             wall-clock limit of the guest run (default 840)
+#   RDX_VERBS_SUITE_TIMEOUT=S             wall-clock limit of the guest run (default 1200)
 #   RDX_VERBS_SUITE_ONLY=REGEX            run only the tests whose name matches
 # Exit status: that of the suite; 77 (ctest SKIP_RETURN_CODE) when neither an RDMA device
 # nor the means to boot a guest exist and CI is unset; 124/125 from the VM runner.
@@ -16,13 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd -P)
 BUILD=$(cd "${1:?usage: run-verbs-suite.sh BUILD_DIR}" && pwd -P)
 MODE=${RDX_VERBS_SUITE_MODE:-auto}
 
-native_rdma() {
-  local s
-  for s in /sys/class/infiniband/*/ports/*/state; do
-    [ -r "$s" ] && grep -q ACTIVE "$s" && return 0
-  done
-  return 1
-}
+. "$HERE/native-rdma.sh"
 
 if [ "$MODE" = native ] || { [ "$MODE" = auto ] && native_rdma; }; then
   echo "run-verbs-suite: active RDMA port on this host: running natively" >&2
@@ -39,5 +33,5 @@ for v in RDX_LOG RDX_VERBS_SUITE_ONLY VERBS_TEST_TIMEOUT VERBS_COLL_TIMEOUT; do
   [ -n "${!v:-}" ] && ENV_ARGS+=(--env "$v")
 done
 echo "run-verbs-suite: no RDMA device here: booting a soft-RoCE guest" >&2
-exec "$HERE/run-in-vm.sh" --no-cwd-rw --smp 2 --timeout "${RDX_VERBS_SUITE_TIMEOUT:-840}" \
+exec "$HERE/run-in-vm.sh" --no-cwd-rw --smp 2 --timeout "${RDX_VERBS_SUITE_TIMEOUT:-1200}" \
   ${ENV_ARGS[@]+"${ENV_ARGS[@]}"} -- "$HERE/verbs-suite.sh" "$BUILD"
