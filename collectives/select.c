@@ -113,7 +113,9 @@ static double cost_dtree(const cost_in_t *c)
 {
     double half = c->N / 2, s = half < c->s ? half : c->s, M = chunks(half, s);
     int D = coll_log2_ceil(c->n);
-    return 2 * D * (c->a + s * c->b + s * c->g) +
+    /* The first chunk climbs D levels, reduced at each, and comes down D levels, only copied:
+     * gamma is paid on the way up alone. */
+    return 2 * D * (c->a + s * c->b) + D * s * c->g +
            (M - 1) * (4 * (c->o + s * c->b) + 2 * s * c->g);
 }
 
