@@ -257,6 +257,9 @@ rdx_status_t rdx_comm_init(rdx_comm_t **comm_out, const rdx_config_t *config)
     st = comm_connect(comm);
     if (st != RDX_SUCCESS) {
         rdx_comm_fail(comm, "rdx_comm_init", st);
+        /* The others are still setting up: tell them why, before our connections close and
+         * they can only see that this rank went away. */
+        rdx_comm_tell_peers(comm, st);
         comm_free(comm);
         return st;
     }

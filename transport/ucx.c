@@ -764,7 +764,28 @@ static ucs_log_func_rc_t ucx_log_quiet(const char *file, unsigned line, const ch
     return UCS_LOG_FUNC_RC_STOP;
 }
 
-static rdx_status_t ucx_peers_connect(rdx_tp_t *tp, rdx_bootstrap_t *bs)
+/* Whether peer r, on this host and in this PID namespace, has exited (or is exiting): a
+ * connection to a process that died during set-up fails with a shared-memory or connection
+ * error, which is the peer's loss, not a transport fault. Looks for up to 200 ms: the
+ * segment can vanish a moment before the process is reaped. */
+static bool ucx_info_peer_gone(const ucx_info_t *info, int me, int r)
+{
+    if (strcmp(info[r].hostid, info[me].hostid) != 0 ||
+        strcmp(info[r].pidns, info[me].pidns) != 0 || info[r].start_time == 0)
+        return false;
+    for (int i = 0; i < 20; i++) {
+        char state;
+        uint64_t start;
+        if (!ucx_proc_stat(info[r].pid, &state, &start) || start != info[r].start_time ||
+            state == 'Z' || state == 'X')
+            return true;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static rdx_status_t ucx_peers_connect(rdx_tp_t *tp, rdx_bootstrap_t *bs, const ucx_info_t *info)
 {
     ucp_address_t *addr;
     size_t alen;
@@ -802,7 +823,11 @@ static rdx_status_t ucx_peers_connect(rdx_tp_t *tp, rdx_bootstrap_t *bs)
         }
         if (us != UCS_OK) {
             p->ep = NULL;
-            st = ucx_status(tp, "ep_create", r, us);
+            st = ucx_info_peer_gone(info, tp->rank, r)
+                     ? rdx_err(RDX_ERR_PEER_LOST, "rank %d: ucx ep_create: peer %d: process "
+                               "exited during connection set-up (%s)", tp->rank, r,
+                               ucs_status_string(us))
+                     : ucx_status(tp, "ep_create", r, us);
         }
     }
     free(all);
@@ -1262,7 +1287,7 @@ static rdx_status_t ucx_connect_all(rdx_tp_t *tp, const rdx_tp_params_t *pa)
     if (st == RDX_SUCCESS)
         st = ucx_slab_create(tp);
     if (st == RDX_SUCCESS)
-        st = ucx_peers_connect(tp, pa->bs);
+        st = ucx_peers_connect(tp, pa->bs, info);
     if (st == RDX_SUCCESS)
         st = ucx_peers_map(tp, pa->bs, info);
     if (st == RDX_SUCCESS)
