@@ -23,6 +23,30 @@ rdx_status_t coll_check_msg(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, 
                    (unsigned)(want_tag >> 32), (unsigned)want_tag, want_len);
 }
 
+rdx_status_t coll_acquire(const rdx_coll_ctx_t *ctx, coll_wait_t *w, int peer, void **slot)
+{
+    RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, rdx_coll_peer(ctx, peer), slot));
+    if (!*slot) {
+        w->peer = peer;
+        w->credit = true;
+    }
+    return RDX_SUCCESS;
+}
+
+rdx_status_t coll_peek(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, coll_wait_t *w,
+                       int peer, uint64_t want, size_t bytes, const void **buf)
+{
+    size_t len;
+    uint64_t tag;
+    RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, rdx_coll_peer(ctx, peer), buf, &len, &tag));
+    if (!*buf) {
+        w->peer = peer;
+        w->credit = false;
+        return RDX_SUCCESS;
+    }
+    return coll_check_msg(ctx, op, peer, tag, len, want, bytes);
+}
+
 static void copy_if_apart(void *dst, const void *src, size_t bytes)
 {
     if (bytes && dst != src)

@@ -118,4 +118,19 @@ static inline coll_fold_role_t coll_fold_role(int r, int rem)
     return r % 2 ? FOLD_PROXY : FOLD_EXTRA;
 }
 
+/* The peer an algorithm could not move for last, and whether for credit or data: what
+ * describe() reports when a collective times out. peer -1: none yet. */
+typedef struct coll_wait {
+    int peer;
+    bool credit;
+} coll_wait_t;
+
+/* send_acquire to peer (a communicator rank); a NULL *slot records the wait for credit. */
+rdx_status_t coll_acquire(const rdx_coll_ctx_t *ctx, coll_wait_t *w, int peer, void **slot);
+
+/* recv_peek from peer; a NULL *buf records the wait for data, a message is checked against
+ * the expected tag and length (coll_check_msg). */
+rdx_status_t coll_peek(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, coll_wait_t *w,
+                       int peer, uint64_t want, size_t bytes, const void **buf);
+
 #endif

@@ -53,8 +53,7 @@ typedef struct rab_state {
     uint64_t hr[RAB_MAX_STEPS];   /* halving receive cursors (chunk ids) */
     uint64_t as[RAB_MAX_STEPS];   /* doubling send cursors */
     uint64_t ar[RAB_MAX_STEPS];   /* doubling receive cursors */
-    int wait_peer;
-    bool wait_credit;
+    coll_wait_t wait;
 } rab_state_t;
 
 _Static_assert(sizeof(rab_state_t) <= sizeof(((rdx_coll_op_t *)0)->state),
@@ -155,7 +154,7 @@ static rdx_status_t rab_start(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op)
     s->c1 = coll_div_up(s->blk_base + 1, s->chunk_elems);
     s->c0 = coll_div_up(s->blk_base, s->chunk_elems);
     s->total = first_chunk(s, (uint64_t)s->p);
-    s->wait_peer = -1;
+    s->wait.peer = -1;
     if (s->role == FOLD_EXTRA)
         return RDX_SUCCESS;
     s->fresh = s->role == FOLD_PLAIN ? sent(s, 0).lo : 0;
@@ -167,37 +166,13 @@ static rdx_status_t rab_start(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op)
     return RDX_SUCCESS;
 }
 
-static rdx_status_t acquire(const rdx_coll_ctx_t *ctx, rab_state_t *s, int peer, void **slot)
-{
-    RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, rdx_coll_peer(ctx, peer), slot));
-    if (!*slot) {
-        s->wait_peer = peer;
-        s->wait_credit = true;
-    }
-    return RDX_SUCCESS;
-}
-
-static rdx_status_t peek(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, rab_state_t *s,
-                         int peer, uint64_t want, size_t bytes, const void **buf)
-{
-    size_t len;
-    uint64_t tag;
-    RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, rdx_coll_peer(ctx, peer), buf, &len, &tag));
-    if (!*buf) {
-        s->wait_peer = peer;
-        s->wait_credit = false;
-        return RDX_SUCCESS;
-    }
-    return coll_check_msg(ctx, op, peer, tag, len, want, bytes);
-}
-
 /* Sends chunk u of buffer `src` to peer as `phase`; *moved when it went. */
 static rdx_status_t send_copy(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rab_state_t *s,
                               int peer, int phase, const void *src, uint64_t u, bool *moved)
 {
     void *slot;
     *moved = false;
-    RDX_CHECK(acquire(ctx, s, peer, &slot));
+    RDX_CHECK(coll_acquire(ctx, &s->wait, peer, &slot));
     if (!slot)
         return RDX_SUCCESS;
     size_t start, len;
@@ -247,7 +222,7 @@ static rdx_status_t recv_halving(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, r
     size_t bytes = len * s->esize;
     int from = step < 0 ? s->fold : halving_partner(s, step);
     const void *in;
-    RDX_CHECK(peek(ctx, op, s, from, rab_tag(op, step + 1, u), bytes, &in));
+    RDX_CHECK(coll_peek(ctx, op, &s->wait, from, rab_tag(op, step + 1, u), bytes, &in));
     if (!in)
         return RDX_SUCCESS;
     int next = step + 1;
@@ -255,7 +230,7 @@ static rdx_status_t recv_halving(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, r
     if (next < s->L) {
         crange_t nr = sent(s, next);
         if (u >= nr.lo && u < nr.hi) {
-            RDX_CHECK(acquire(ctx, s, halving_partner(s, next), &out));
+            RDX_CHECK(coll_acquire(ctx, &s->wait, halving_partner(s, next), &out));
             if (!out)
                 return RDX_SUCCESS;
         }
@@ -320,7 +295,8 @@ static rdx_status_t recv_doubling(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, 
     chunk_range(s, u, &start, &len);
     const void *in;
     int from = doubling_partner(s, j);
-    RDX_CHECK(peek(ctx, op, s, from, rab_tag(op, s->L + 1 + j, u), len * s->esize, &in));
+    RDX_CHECK(coll_peek(ctx, op, &s->wait, from, rab_tag(op, s->L + 1 + j, u), len * s->esize,
+                        &in));
     if (!in)
         return RDX_SUCCESS;
     memcpy(coll_ptr(op->args.recvbuf, start, s->esize), in, len * s->esize);
@@ -354,7 +330,8 @@ static rdx_status_t recv_extra(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rab
     size_t start, len;
     chunk_range(s, u, &start, &len);
     const void *in;
-    RDX_CHECK(peek(ctx, op, s, s->fold, rab_tag(op, 2 * s->L + 1, u), len * s->esize, &in));
+    RDX_CHECK(coll_peek(ctx, op, &s->wait, s->fold, rab_tag(op, 2 * s->L + 1, u),
+                        len * s->esize, &in));
     if (!in)
         return RDX_SUCCESS;
     memcpy(coll_ptr(op->args.recvbuf, start, s->esize), in, len * s->esize);
@@ -443,9 +420,9 @@ static void rab_describe(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, cha
         used += (size_t)snprintf(buf + used, len - used, " [%llu %llu %llu]",
                                  (unsigned long long)s->hr[i], (unsigned long long)s->as[i],
                                  (unsigned long long)s->ar[i]);
-    if (s->wait_peer >= 0 && used < len)
+    if (s->wait.peer >= 0 && used < len)
         snprintf(buf + used, len - used, "; last waited for %s from peer %d",
-                 s->wait_credit ? "credit" : "data", s->wait_peer);
+                 s->wait.credit ? "credit" : "data", s->wait.peer);
     (void)ctx;
 }
 

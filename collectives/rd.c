@@ -42,8 +42,7 @@ typedef struct rd_state {
     uint64_t nchunks;
     uint64_t fresh;          /* chunks sent from sendbuf (first message) */
     uint64_t rc[RD_MAX_STEPS + 1]; /* receive cursor of step i at rc[i + 1]; rc[0]: fold */
-    int wait_peer;
-    bool wait_credit;
+    coll_wait_t wait;
 } rd_state_t;
 
 _Static_assert(sizeof(rd_state_t) <= sizeof(((rdx_coll_op_t *)0)->state),
@@ -77,7 +76,7 @@ static rdx_status_t rd_start(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op)
     s->esize = rdx_dtype_size(op->args.dtype);
     s->chunk_elems = coll_chunk_elems(ctx, op, s->esize);
     s->nchunks = coll_div_up(op->args.count, s->chunk_elems);
-    s->wait_peer = -1;
+    s->wait.peer = -1;
     return RDX_SUCCESS;
 }
 
@@ -89,30 +88,6 @@ static void chunk_range(const rd_state_t *s, const rdx_coll_op_t *op, uint64_t c
     *len = left < s->chunk_elems ? left : s->chunk_elems;
 }
 
-static rdx_status_t acquire(const rdx_coll_ctx_t *ctx, rd_state_t *s, int peer, void **slot)
-{
-    RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, rdx_coll_peer(ctx, peer), slot));
-    if (!*slot) {
-        s->wait_peer = peer;
-        s->wait_credit = true;
-    }
-    return RDX_SUCCESS;
-}
-
-static rdx_status_t peek(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, rd_state_t *s,
-                         int peer, uint64_t want, size_t bytes, const void **buf)
-{
-    size_t len;
-    uint64_t tag;
-    RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, rdx_coll_peer(ctx, peer), buf, &len, &tag));
-    if (!*buf) {
-        s->wait_peer = peer;
-        s->wait_credit = false;
-        return RDX_SUCCESS;
-    }
-    return coll_check_msg(ctx, op, peer, tag, len, want, bytes);
-}
-
 /* The first message: the rank's input, to step 0's partner (or, for an extra, its proxy). */
 static rdx_status_t send_fresh(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rd_state_t *s,
                                bool *moved)
@@ -122,7 +97,7 @@ static rdx_status_t send_fresh(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rd_
         return RDX_SUCCESS;
     int to = s->role == FOLD_EXTRA ? s->fold : partner(s, 0);
     void *slot;
-    RDX_CHECK(acquire(ctx, s, to, &slot));
+    RDX_CHECK(coll_acquire(ctx, &s->wait, to, &slot));
     if (!slot)
         return RDX_SUCCESS;
     size_t start, len;
@@ -146,7 +121,7 @@ static rdx_status_t recv_extra(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rd_
     size_t start, len;
     chunk_range(s, op, c, &start, &len);
     const void *in;
-    RDX_CHECK(peek(ctx, op, s, s->fold, rd_tag(op, s->L + 1, c), len * s->esize, &in));
+    RDX_CHECK(coll_peek(ctx, op, &s->wait, s->fold, rd_tag(op, s->L + 1, c), len * s->esize, &in));
     if (!in)
         return RDX_SUCCESS;
     memcpy(coll_ptr(op->args.recvbuf, start, s->esize), in, len * s->esize);
@@ -181,13 +156,13 @@ static rdx_status_t recv_step(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, rd_s
     size_t bytes = len * s->esize;
     int from = step < 0 ? s->fold : partner(s, step);
     const void *in;
-    RDX_CHECK(peek(ctx, op, s, from, rd_tag(op, step + 1, c), bytes, &in));
+    RDX_CHECK(coll_peek(ctx, op, &s->wait, from, rd_tag(op, step + 1, c), bytes, &in));
     if (!in)
         return RDX_SUCCESS;
     int to = step + 1 < s->L ? partner(s, step + 1) : s->role == FOLD_PROXY ? s->fold : -1;
     void *out = NULL;
     if (to >= 0) {
-        RDX_CHECK(acquire(ctx, s, to, &out));
+        RDX_CHECK(coll_acquire(ctx, &s->wait, to, &out));
         if (!out)
             return RDX_SUCCESS;
     }
@@ -258,9 +233,9 @@ static void rd_describe(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, char
                                    (unsigned long long)s->fresh);
     for (int i = 0; i <= s->L && used < len; i++)
         used += (size_t)snprintf(buf + used, len - used, " %llu", (unsigned long long)s->rc[i]);
-    if (s->wait_peer >= 0 && used < len)
+    if (s->wait.peer >= 0 && used < len)
         snprintf(buf + used, len - used, "; last waited for %s from peer %d",
-                 s->wait_credit ? "credit" : "data", s->wait_peer);
+                 s->wait.credit ? "credit" : "data", s->wait.peer);
     (void)ctx;
 }
 
