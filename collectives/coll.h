@@ -41,12 +41,24 @@ const char *rdx_coll_kind_name(rdx_coll_kind_t kind);
  * per byte reduced. Identical on every rank
  * (rank 0's values are broadcast by rdx_coll_tune), because every rank must pick the same
  * algorithm. */
+#define RDX_COLL_FIT_ALGOS 4 /* allreduce: ring, tree, rd, rabenseifner (RDX_ALGO order) */
+#define RDX_COLL_FIT_SIZES 6
+/* The sizes (bytes) at which rdx-info --calibrate times each allreduce algorithm. */
+extern const size_t rdx_coll_fit_bytes[RDX_COLL_FIT_SIZES];
+
 typedef struct rdx_coll_model {
     double alpha_s;      /* one-way latency of a small message */
     double overhead_s;   /* per-message cost that pipelining does not hide (message rate) */
     double beta_s;       /* per byte of a stream of messages (pipelined chunks) */
     double gamma_s;
     char source[96];     /* "built-in defaults", "transport estimate", "calibration FILE" */
+    /* Each allreduce algorithm's measured time over its formula's, at rdx_coll_fit_bytes,
+     * on fit_ranks ranks (NCCL keeps such per-algorithm efficiencies as constants; here
+     * they are measured per machine). 0 ranks: none. They apply only to communicators of
+     * fit_ranks ranks: they carry what the formulas miss (cache against memory, how an
+     * algorithm's steps use the transport, descheduling), and that depends on the count. */
+    int32_t fit_ranks;
+    float fit[RDX_COLL_FIT_ALGOS][RDX_COLL_FIT_SIZES];
 } rdx_coll_model_t;
 
 /* The model's choices resolved once per communicator (rdx_coll_cache_build): per
@@ -181,7 +193,8 @@ typedef struct rdx_coll_choice {
 rdx_coll_choice_t rdx_coll_choose(const rdx_coll_ctx_t *ctx, int algo_setting,
                                   rdx_coll_kind_t kind, size_t bytes);
 
-/* Predicted time of one algorithm (cost model only; used by the table, tests and sweep). */
+/* Predicted time of one algorithm (cost model, with the measured fit when m has one for
+ * `ranks`; used by the table, tests and sweep). */
 double rdx_coll_predict_us(const rdx_coll_model_t *m, const rdx_coll_algo_t *algo,
                            rdx_coll_kind_t kind, size_t bytes, int ranks, size_t chunk_bytes);
 

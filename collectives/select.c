@@ -17,6 +17,14 @@
  * docs/algorithms.md; pipelined algorithms cost "fill + (M-1) x per-chunk bottleneck". The
  * chunk is the power of two (4 KiB .. slot size) with the least predicted time.
  *
+ * Measured fit: the formulas carry what an algorithm moves and reduces, not how well it
+ * runs on this machine (in cache or from memory, how its step-synchronous exchanges use
+ * TCP, who gets descheduled). `rdx-info --calibrate` also times each allreduce algorithm at
+ * a few sizes (rdx_coll_fit_bytes) and stores measured/predicted per algorithm and size;
+ * the choice multiplies each algorithm's formula by its factor, interpolated in log(size)
+ * between those sizes (NCCL's per-algorithm efficiencies, measured instead of constant).
+ * Within an algorithm the chunk is still chosen by the formula alone.
+ *
  * RDX_ALGO=ring|tree|rd|rabenseifner forces the allreduce algorithm; for broadcast and reduce
  * "ring" means the pipelined chain and "tree" the binary tree; a collective that has no
  * algorithm of that name (reduce_scatter/allgather: ring only; barrier: dissemination only;
@@ -182,22 +190,49 @@ typedef struct algo_entry {
     int setting;               /* the RDX_ALGO value that forces it */
     bool chunked;              /* the model chooses its chunk */
     double (*cost)(const cost_in_t *c);
+    int fit;                   /* row of rdx_coll_model_t.fit, or -1 */
 } algo_entry_t;
 
 static const algo_entry_t k_algos[] = {
-    {&rdx_algo_ring_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_RING, false, cost_ring_allreduce},
-    {&rdx_algo_tree_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_TREE, true, cost_dtree},
-    {&rdx_algo_rd_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_RD, true, cost_rd},
+    {&rdx_algo_ring_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_RING, false, cost_ring_allreduce,
+     0},
+    {&rdx_algo_tree_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_TREE, true, cost_dtree, 1},
+    {&rdx_algo_rd_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_RD, true, cost_rd, 2},
     {&rdx_algo_rabenseifner_allreduce, RDX_COLL_ALLREDUCE, RDX_ALGO_RABENSEIFNER, true,
-     cost_rabenseifner},
-    {&rdx_algo_ring_reduce_scatter, RDX_COLL_REDUCE_SCATTER, RDX_ALGO_RING, false, cost_ring_rs},
-    {&rdx_algo_ring_allgather, RDX_COLL_ALLGATHER, RDX_ALGO_RING, false, cost_ring_ag},
-    {&rdx_algo_chain_broadcast, RDX_COLL_BROADCAST, RDX_ALGO_RING, true, cost_chain_bcast},
-    {&rdx_algo_tree_broadcast, RDX_COLL_BROADCAST, RDX_ALGO_TREE, true, cost_tree_bcast},
-    {&rdx_algo_chain_reduce, RDX_COLL_REDUCE, RDX_ALGO_RING, true, cost_chain_reduce},
-    {&rdx_algo_tree_reduce, RDX_COLL_REDUCE, RDX_ALGO_TREE, true, cost_tree_reduce},
-    {&rdx_algo_dissemination_barrier, RDX_COLL_BARRIER, RDX_ALGO_AUTO, false, cost_barrier},
+     cost_rabenseifner, 3},
+    {&rdx_algo_ring_reduce_scatter, RDX_COLL_REDUCE_SCATTER, RDX_ALGO_RING, false, cost_ring_rs,
+     -1},
+    {&rdx_algo_ring_allgather, RDX_COLL_ALLGATHER, RDX_ALGO_RING, false, cost_ring_ag, -1},
+    {&rdx_algo_chain_broadcast, RDX_COLL_BROADCAST, RDX_ALGO_RING, true, cost_chain_bcast, -1},
+    {&rdx_algo_tree_broadcast, RDX_COLL_BROADCAST, RDX_ALGO_TREE, true, cost_tree_bcast, -1},
+    {&rdx_algo_chain_reduce, RDX_COLL_REDUCE, RDX_ALGO_RING, true, cost_chain_reduce, -1},
+    {&rdx_algo_tree_reduce, RDX_COLL_REDUCE, RDX_ALGO_TREE, true, cost_tree_reduce, -1},
+    {&rdx_algo_dissemination_barrier, RDX_COLL_BARRIER, RDX_ALGO_AUTO, false, cost_barrier, -1},
 };
+
+/* 16 B (latency) to 8 MiB (past the 32 MiB L3 once send, receive and slots of a few ranks
+ * are counted), 8-16x apart: between two of them the factor is interpolated. They sit
+ * between perf/sweep.sh's sizes (8 x 8^k), so a sweep tests the interpolation too. */
+const size_t rdx_coll_fit_bytes[RDX_COLL_FIT_SIZES] = {16, 1 << 10, 16 << 10, 128 << 10,
+                                                       1 << 20, 8 << 20};
+
+/* e's measured factor at `bytes` on n ranks: linear in log2(bytes) between the fitted
+ * sizes, flat beyond them; 1 without a fit for n ranks. */
+static double fit_factor(const rdx_coll_model_t *m, const algo_entry_t *e, size_t bytes, int n)
+{
+    if (e->fit < 0 || m->fit_ranks != n || n < 2)
+        return 1;
+    const float *f = m->fit[e->fit];
+    const size_t *x = rdx_coll_fit_bytes;
+    if (bytes <= x[0])
+        return f[0];
+    for (int k = 1; k < RDX_COLL_FIT_SIZES; k++)
+        if (bytes <= x[k]) {
+            double w = log2((double)bytes / (double)x[k - 1]) / log2((double)x[k] / (double)x[k - 1]);
+            return f[k - 1] + w * (f[k] - f[k - 1]);
+        }
+    return f[RDX_COLL_FIT_SIZES - 1];
+}
 #define N_ALGOS (sizeof(k_algos) / sizeof(k_algos[0]))
 
 static const algo_entry_t *entry_of(const rdx_coll_algo_t *algo, rdx_coll_kind_t kind)
@@ -211,8 +246,9 @@ static const algo_entry_t *entry_of(const rdx_coll_algo_t *algo, rdx_coll_kind_t
 /* The model in use: ctx's, or the built-in defaults where it has none. */
 static rdx_coll_model_t model_or_default(const rdx_coll_model_t *m)
 {
-    rdx_coll_model_t d = {DEFAULT_ALPHA_S, DEFAULT_OVERHEAD_S, DEFAULT_BETA_S, DEFAULT_GAMMA_S,
-                          "built-in defaults"};
+    rdx_coll_model_t d = {.alpha_s = DEFAULT_ALPHA_S, .overhead_s = DEFAULT_OVERHEAD_S,
+                          .beta_s = DEFAULT_BETA_S, .gamma_s = DEFAULT_GAMMA_S,
+                          .source = "built-in defaults"};
     if (!m || m->alpha_s <= 0 || m->beta_s <= 0)
         return d;
     d = *m;
@@ -239,7 +275,8 @@ double rdx_coll_predict_us(const rdx_coll_model_t *m, const rdx_coll_algo_t *alg
         return -1;
     rdx_coll_model_t mm = model_or_default(m);
     size_t chunk = chunk_bytes ? chunk_bytes : 256 << 10;
-    return ranks == 1 ? 0 : 1e6 * entry_cost(e, &mm, bytes, ranks, chunk, chunk);
+    return ranks == 1 ? 0 : 1e6 * entry_cost(e, &mm, bytes, ranks, chunk, chunk) *
+                            fit_factor(&mm, e, bytes, ranks);
 }
 
 /* Best chunk for e: powers of two from the slot size down to MIN_CHUNK_BYTES. */
@@ -296,6 +333,7 @@ static rdx_coll_choice_t choose_at(const rdx_coll_ctx_t *ctx, int algo_setting,
         if (e->kind != kind || (forced && e->setting != algo_setting))
             continue;
         rdx_coll_choice_t c = entry_best(e, &m, bytes, ctx->size, slot);
+        c.predicted_us *= fit_factor(&m, e, bytes, ctx->size);
         if (!best.algo || c.predicted_us < best.predicted_us) {
             best = c;
             *ep = e;
@@ -314,7 +352,8 @@ rdx_coll_choice_t rdx_coll_choose(const rdx_coll_ctx_t *ctx, int algo_setting,
         rdx_coll_model_t m = model_or_default(&ctx->model);
         size_t slot = ctx->slot_bytes ? ctx->slot_bytes : 256 << 10;
         c.predicted_us = 1e6 * entry_cost(e, &m, bytes, ctx->size,
-                                          c.chunk_bytes ? c.chunk_bytes : slot, slot);
+                                          c.chunk_bytes ? c.chunk_bytes : slot, slot) *
+                         fit_factor(&m, e, bytes, ctx->size);
     }
     return c;
 }
@@ -425,7 +464,48 @@ void rdx_coll_calibration_key(const rdx_tp_props_t *props, char *buf, size_t len
     snprintf(buf, len, "%s:%s", props->name ? props->name : "?", cls);
 }
 
-/* Parses "KEY alpha_us=.. overhead_us=.. beta_ns=.. gamma_ns=.." into m; 0 on success. */
+static const algo_entry_t *fit_entry(int row)
+{
+    for (size_t i = 0; i < N_ALGOS; i++)
+        if (k_algos[i].fit == row)
+            return &k_algos[i];
+    return NULL;
+}
+
+/* The optional tail " fit_ranks=N ring=f,..,f tree=.. rd=.. rabenseifner=..": all of it or
+ * none (m->fit_ranks stays 0); 0 on success or absence, -1 when present but malformed. */
+static int calib_parse_fit(const char *line, rdx_coll_model_t *m)
+{
+    const char *p = strstr(line, " fit_ranks=");
+    if (!p)
+        return 0;
+    int ranks;
+    if (sscanf(p, " fit_ranks=%d", &ranks) != 1 || ranks < 2)
+        return -1;
+    rdx_coll_model_t t = *m;
+    for (int a = 0; a < RDX_COLL_FIT_ALGOS; a++) {
+        char name[40];
+        snprintf(name, sizeof(name), " %s=", fit_entry(a)->algo->name);
+        const char *q = strstr(p, name);
+        if (!q)
+            return -1;
+        q += strlen(name);
+        for (int k = 0; k < RDX_COLL_FIT_SIZES; k++) {
+            char *end;
+            double v = strtod(q, &end);
+            if (end == q || !(v > 0 && v < 1e6) || (k + 1 < RDX_COLL_FIT_SIZES && *end != ','))
+                return -1;
+            t.fit[a][k] = (float)v;
+            q = end + 1;
+        }
+    }
+    t.fit_ranks = ranks;
+    *m = t;
+    return 0;
+}
+
+/* Parses "KEY alpha_us=.. overhead_us=.. beta_ns=.. gamma_ns=..[ fit..]" into m; 0 on
+ * success. */
 static int calib_parse(const char *line, const char *key, rdx_coll_model_t *m)
 {
     size_t kl = strlen(key);
@@ -439,7 +519,8 @@ static int calib_parse(const char *line, const char *key, rdx_coll_model_t *m)
     m->overhead_s = o * 1e-6;
     m->beta_s = b * 1e-9;
     m->gamma_s = g * 1e-9;
-    return 0;
+    m->fit_ranks = 0;
+    return calib_parse_fit(line, m);
 }
 
 /* 0: found; 1: no file or no line for key; -1: a line for key that does not parse. */
@@ -448,7 +529,7 @@ static int calib_load(const char *path, const char *key, rdx_coll_model_t *m)
     FILE *f = fopen(path, "r");
     if (!f)
         return 1;
-    char line[512];
+    char line[1024];
     int rc = 1;
     size_t kl = strlen(key);
     while (fgets(line, sizeof(line), f)) {
@@ -478,7 +559,7 @@ static int mkdir_parents(const char *path)
 rdx_status_t rdx_coll_calibration_save(const char *path, const char *key,
                                        const rdx_coll_model_t *m)
 {
-    char tmp[600], line[512];
+    char tmp[600], line[1024];
     if (mkdir_parents(path) != 0)
         return rdx_err(RDX_ERR_CONFIG, "calibration: cannot create the folder of %s: %s", path,
                        strerror(errno));
@@ -496,8 +577,17 @@ rdx_status_t rdx_coll_calibration_save(const char *path, const char *key,
     }
     if (in)
         fclose(in);
-    fprintf(out, "%s alpha_us=%.4f overhead_us=%.4f beta_ns=%.6f gamma_ns=%.6f\n", key,
+    fprintf(out, "%s alpha_us=%.4f overhead_us=%.4f beta_ns=%.6f gamma_ns=%.6f", key,
             m->alpha_s * 1e6, m->overhead_s * 1e6, m->beta_s * 1e9, m->gamma_s * 1e9);
+    if (m->fit_ranks > 1) {
+        fprintf(out, " fit_ranks=%d", m->fit_ranks);
+        for (int a = 0; a < RDX_COLL_FIT_ALGOS; a++) {
+            fprintf(out, " %s=", fit_entry(a)->algo->name);
+            for (int k = 0; k < RDX_COLL_FIT_SIZES; k++)
+                fprintf(out, "%s%.4f", k ? "," : "", (double)m->fit[a][k]);
+        }
+    }
+    fputc('\n', out);
     if (fclose(out) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         remove(tmp);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "src/comm_split.h"
+#include "src/host.h"
 #include "src/log.h"
 #include "src/reduce.h"
 
@@ -154,6 +155,35 @@ static rdx_status_t settings_load(rdx_settings_t *s, const rdx_config_t *config)
     return RDX_SUCCESS;
 }
 
+/* RDX_SPIN_US=-1 (auto): spin 20 us when every rank on this host has a CPU of its own, else
+ * not at all. With more ranks than CPUs, a rank that spins holds the CPU its partner needs to
+ * send the very message it waits for (Open MPI yields at once when oversubscribed, for the
+ * same reason). Measured, 4 ranks on 2 cores, 4 B allreduce: 29-69 us spinning 20 us first,
+ * 9-26 us yielding at once. Every rank learns the count from the same allgather. */
+static rdx_status_t comm_settle_spin(rdx_comm_t *comm)
+{
+    rdx_settings_t *s = &comm->settings;
+    if (s->spin_us >= 0)
+        return RDX_SUCCESS;
+    char mine[RDX_HOST_KEY_BYTES];
+    rdx_host_key(mine);
+    char *all = malloc((size_t)comm->size * RDX_HOST_KEY_BYTES);
+    if (!all)
+        return rdx_err(RDX_ERR_NO_MEMORY, "rank %d: host keys of %d ranks", comm->rank,
+                       comm->size);
+    rdx_status_t st = rdx_bootstrap_allgather(comm->bs, mine, RDX_HOST_KEY_BYTES, all);
+    int local = 0;
+    for (int r = 0; st == RDX_SUCCESS && r < comm->size; r++)
+        local += memcmp(all + (size_t)r * RDX_HOST_KEY_BYTES, mine, RDX_HOST_KEY_BYTES) == 0;
+    free(all);
+    if (st != RDX_SUCCESS)
+        return st;
+    int cpus = rdx_host_cpus();
+    s->spin_us = local > cpus ? 0 : RDX_SPIN_US_DEDICATED;
+    rdx_log_debug("%d ranks on this host, %d CPUs: RDX_SPIN_US=%ld", local, cpus, s->spin_us);
+    return RDX_SUCCESS;
+}
+
 static rdx_status_t comm_connect(rdx_comm_t *comm)
 {
     rdx_settings_t *s = &comm->settings;
@@ -165,6 +195,9 @@ static rdx_status_t comm_connect(rdx_comm_t *comm)
     RDX_CHECK(rdx_bootstrap_create(&bp, &comm->bs));
     /* Wiring up (address exchanges) is bounded by the shorter connect deadline. */
     rdx_bootstrap_set_timeout(comm->bs, s->connect_timeout_ms);
+    if (comm->size == 1 && s->spin_us < 0)
+        s->spin_us = RDX_SPIN_US_DEDICATED; /* nothing is ever waited for */
+    RDX_CHECK(comm_settle_spin(comm));
     const rdx_tp_ops_t *ops = rdx_tp_lookup(s->transport);
     if (!ops)
         return rdx_err(RDX_ERR_UNSUPPORTED, "RDX_TRANSPORT=%s: this build of rdx has no %s "

@@ -49,8 +49,8 @@ static const cfg_row_t k_rows[] = {
      OFF(pool_mb), 1, 1L << 20, NULL},
     {"RDX_ALGO", "auto", "allreduce algorithm: auto, ring, tree, rd, rabenseifner", P_CHOICE,
      OFF(algo), 0, 0, k_algos},
-    {"RDX_SPIN_US", "20", "busy-poll this long before yielding or blocking, us", P_LONG,
-     OFF(spin_us), 0, 10000000L, NULL},
+    {"RDX_SPIN_US", "-1", "busy-poll this long before yielding or blocking, us; -1 = auto: 20 "
+     "with a CPU per rank on this host, else 0", P_LONG, OFF(spin_us), -1, 10000000L, NULL},
     {"RDX_UCX_TLS", "", "UCX transports (passed to UCX_TLS), e.g. sm, tcp, rc_verbs,ud_verbs",
      P_STR, OFF(ucx_tls), 0, 0, NULL},
     {"RDX_IFNAME", "", "network interface the rendezvous listener binds to", P_STR, OFF(ifname),

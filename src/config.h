@@ -11,6 +11,9 @@
 #include "rdx/rdx.h"
 
 #define RDX_STR_MAX 256
+/* RDX_SPIN_US when every rank on the host has a CPU of its own (auto, -1, resolves to this
+ * or to 0; see comm_settle_spin). */
+#define RDX_SPIN_US_DEDICATED 20
 
 typedef enum { RDX_TRANSPORT_UCX = 0, RDX_TRANSPORT_VERBS } rdx_transport_kind_t;
 typedef enum {
@@ -31,7 +34,7 @@ typedef struct rdx_settings {
     int slots;                      /* slots per peer (FIFO depth, >= 2, even) */
     size_t pool_mb;                 /* registered pool bound */
     int algo;                       /* rdx_algo_t */
-    long spin_us;                   /* busy-poll before yielding */
+    long spin_us;                   /* busy-poll before yielding; -1 = auto (comm.c) */
     char ucx_tls[RDX_STR_MAX];      /* passed to UCX_TLS when set */
     char ifname[RDX_STR_MAX];       /* interface for the bootstrap listener */
     char ib_dev[RDX_STR_MAX];       /* verbs: "name[:port]", "" = first active port */

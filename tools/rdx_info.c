@@ -9,13 +9,14 @@
 #include "src/config.h"
 #include "src/error.h"
 #include "src/reduce.h"
+#include "tools/calibrate_fit.h"
 #include "transport/transport.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: rdx-info [-h]\n"
-            "       rdx-run -n 2 rdx-info --calibrate [--file PATH] [--dry-run]\n"
+            "       rdx-run -n N rdx-info --calibrate [--file PATH] [--dry-run] [--no-fit]\n"
             "       rdx-run -n N rdx-info --predict [--collective KIND] [--file PATH]\n"
             "Prints the transports and devices found, the reduction kernels chosen, the\n"
             "calibration file and every RDX_* setting with its effective value, default and\n"
@@ -28,7 +29,10 @@ static void usage(FILE *out)
             "~/.cache/rdx/calibration; one line per transport class, e.g. ucx:shm, ucx:tcp),\n"
             "which every communicator reads at init to choose algorithms. Run it once per\n"
             "machine and transport (RDX_UCX_TLS=tcp for ucx:tcp; ranks 0 and 1 on two hosts\n"
-            "for the network). --dry-run prints without writing.\n"
+            "for the network). It then times every allreduce algorithm at 16 B .. 8 MiB on\n"
+            "these N ranks and stores each one's measured/predicted ratio per size, which\n"
+            "communicators of N ranks apply (--no-fit: skip; about 1 s on shared memory).\n"
+            "--dry-run prints without writing.\n"
             "--predict: the cost model's predicted time of every algorithm of a collective\n"
             "(default allreduce) per size, 4 B .. 1 GiB, for this communicator (its size,\n"
             "transport and calibration), and the algorithm auto picks: one line per size.\n");
@@ -78,9 +82,9 @@ static int info(void)
 }
 
 /* Rank 0: reports the measurement, writes it, shows the table it leads to. */
-static int calibrate_report(rdx_comm_t *comm, rdx_coll_model_t *m, const char *file, int dry)
+static void calibrate_print_probe(rdx_comm_t *comm, const rdx_coll_model_t *m)
 {
-    char key[96], buf[512];
+    char key[96];
     rdx_coll_calibration_key(&comm->props, key, sizeof(key));
     printf("rdx-info --calibrate: %s (%s), %d ranks\n", key, comm->props.detail, comm->size);
     printf("  alpha    %.3f us   (per step, all ranks exchanging at once; transport's estimate "
@@ -91,6 +95,13 @@ static int calibrate_report(rdx_comm_t *comm, rdx_coll_model_t *m, const char *f
            m->beta_s * 1e9, 1e-9 / m->beta_s, comm->props.bandwidth_gbs);
     printf("  gamma    %.4f ns/B = %.2f GB/s reduced (float32 sum, %s kernels)\n",
            m->gamma_s * 1e9, 1e-9 / m->gamma_s, rdx_reduce_isa());
+    fflush(stdout);
+}
+
+static int calibrate_save(rdx_comm_t *comm, rdx_coll_model_t *m, const char *file, int dry)
+{
+    char key[96], buf[512];
+    rdx_coll_calibration_key(&comm->props, key, sizeof(key));
     const char *path = file ? file : rdx_coll_calibration_path(buf, sizeof(buf));
     if (!dry) {
         if (!path) {
@@ -111,7 +122,7 @@ static int calibrate_report(rdx_comm_t *comm, rdx_coll_model_t *m, const char *f
     return 0;
 }
 
-static int calibrate(const char *file, int dry)
+static int calibrate(const char *file, int dry, int fit)
 {
     rdx_comm_t *comm;
     rdx_status_t st = rdx_comm_init(&comm, NULL);
@@ -133,8 +144,16 @@ static int calibrate(const char *file, int dry)
         fprintf(stderr, "rdx-info --calibrate: rank %d: %s: %s\n", comm->rank, rdx_strerror(st),
                 rdx_err_last());
         rc = 1;
-    } else if (comm->rank == 0) {
-        rc = calibrate_report(comm, &m, file, dry);
+    } else {
+        if (comm->rank == 0)
+            calibrate_print_probe(comm, &m);
+        if (fit && (st = rdx_info_fit(comm, &m, stdout)) != RDX_SUCCESS) {
+            fprintf(stderr, "rdx-info --calibrate: rank %d: timing the algorithms: %s: %s\n",
+                    comm->rank, rdx_strerror(st), rdx_err_last());
+            rc = 1;
+        }
+        if (rc == 0 && comm->rank == 0)
+            rc = calibrate_save(comm, &m, file, dry);
     }
     /* the other ranks wait here until 0 and 1 are done */
     if (rc == 0 && rdx_barrier(comm) != RDX_SUCCESS)
@@ -210,7 +229,7 @@ static int predict(const char *kind_name, const char *file)
 
 int main(int argc, char **argv)
 {
-    int cal = 0, dry = 0, pred = 0;
+    int cal = 0, dry = 0, pred = 0, fit = 1;
     const char *kind = "allreduce";
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -223,6 +242,8 @@ int main(int argc, char **argv)
             pred = 1;
         } else if (!strcmp(argv[i], "--collective") && i + 1 < argc) {
             kind = argv[++i];
+        } else if (!strcmp(argv[i], "--no-fit")) {
+            fit = 0;
         } else if (!strcmp(argv[i], "--dry-run")) {
             dry = 1;
         } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
@@ -232,11 +253,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if ((dry && !cal) || (file && !cal && !pred) || (cal && pred)) {
+    if (((dry || !fit) && !cal) || (file && !cal && !pred) || (cal && pred)) {
         usage(stderr);
         return 2;
     }
     if (pred)
         return predict(kind, file);
-    return cal ? calibrate(file, dry) : info();
+    return cal ? calibrate(file, dry, fit) : info();
 }

@@ -979,7 +979,7 @@ static void tp_settings(rdx_tp_t *tp, const rdx_tp_params_t *pp)
     tp->sq_depth = 2 * pp->slots;
     tp->rq_depth = 2 * pp->slots;
     tp->max_inline = VERBS_MAX_INLINE;
-    tp->spin_us = s->spin_us;
+    tp->spin_us = s->spin_us < 0 ? RDX_SPIN_US_DEDICATED : s->spin_us; /* not via a comm */
     tp->timeout_ms = s->timeout_ms;
     tp->ib_tc = (uint8_t)s->ib_tc;
     tp->ib_sl = (uint8_t)(s->ib_sl & 0xf);

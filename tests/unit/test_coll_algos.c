@@ -811,6 +811,63 @@ Test(coll_model, calibration_file_round_trip, .timeout = 30)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* A measured fit moves the choice where it says an algorithm runs slower than its formula,
+ * only for the rank count it was measured on, and survives the calibration file. */
+Test(coll_model, measured_fit_moves_the_choice, .timeout = 30)
+{
+    rdx_coll_ctx_t ctx = {.rank = 0, .size = 4, .slot_bytes = 256 << 10, .slots = 8};
+    ctx.model = (rdx_coll_model_t){.alpha_s = 5e-6, .overhead_s = 1e-6, .beta_s = 1e-10,
+                                   .gamma_s = 1e-10};
+    size_t big = 64u << 20, mid = 3u << 20; /* beyond the last fitted size; between two */
+    cr_assert_eq(rdx_coll_choose(&ctx, RDX_ALGO_AUTO, RDX_COLL_ALLREDUCE, big).algo,
+                 &rdx_algo_ring_allreduce);
+    double ring = rdx_coll_choose(&ctx, RDX_ALGO_RING, RDX_COLL_ALLREDUCE, mid).predicted_us;
+    for (int a = 0; a < RDX_COLL_FIT_ALGOS; a++)
+        for (int k = 0; k < RDX_COLL_FIT_SIZES; k++)
+            ctx.model.fit[a][k] = 1;
+    for (int k = 0; k < RDX_COLL_FIT_SIZES; k++)
+        ctx.model.fit[0][k] = (float)(k + 1); /* the ring: 1x .. 6x its formula */
+    ctx.model.fit_ranks = 4;
+    cr_assert_neq(rdx_coll_choose(&ctx, RDX_ALGO_AUTO, RDX_COLL_ALLREDUCE, big).algo,
+                  &rdx_algo_ring_allreduce, "a ring measured 6x its formula is still chosen");
+    /* 3 MiB lies between 1 MiB (5x) and 8 MiB (6x), at log2(3)/log2(8) of the way */
+    double want = ring * (5 + log2(3.0) / 3);
+    double got = rdx_coll_choose(&ctx, RDX_ALGO_RING, RDX_COLL_ALLREDUCE, mid).predicted_us;
+    cr_assert_float_eq(got, want, want * 1e-6, "%.3f vs %.3f", got, want);
+    /* measured on 4 ranks: not applied to 5 */
+    rdx_coll_model_t plain = ctx.model;
+    plain.fit_ranks = 0;
+    cr_assert_float_eq(rdx_coll_predict_us(&ctx.model, &rdx_algo_ring_allreduce,
+                                           RDX_COLL_ALLREDUCE, 16, 5, 0),
+                       rdx_coll_predict_us(&plain, &rdx_algo_ring_allreduce,
+                                           RDX_COLL_ALLREDUCE, 16, 5, 0), 1e-9);
+    cr_assert_gt(rdx_coll_predict_us(&ctx.model, &rdx_algo_ring_allreduce, RDX_COLL_ALLREDUCE,
+                                     16 << 10, 4, 0),
+                 2.9 * rdx_coll_predict_us(&plain, &rdx_algo_ring_allreduce,
+                                           RDX_COLL_ALLREDUCE, 16 << 10, 4, 0));
+    /* file round trip, and a torn fit is refused as a whole */
+    char dir[] = "/tmp/rdx_fit_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/calibration", dir);
+    ctx.model.fit[3][5] = 0.25f;
+    cr_assert_eq(rdx_coll_calibration_save(path, "ucx:shm", &ctx.model), RDX_SUCCESS);
+    rdx_tp_props_t props = {.name = "ucx", .latency_us = 50, .bandwidth_gbs = 1};
+    snprintf(props.detail, sizeof(props.detail), "shm direct (rkey_ptr) to 3 peers");
+    rdx_coll_ctx_t back = {.rank = 0, .size = 4, .slot_bytes = 256 << 10, .slots = 8};
+    cr_assert_eq(rdx_coll_tune(&back, &props, path, NULL, RDX_ALGO_AUTO), RDX_SUCCESS);
+    cr_assert_eq(back.model.fit_ranks, 4);
+    cr_assert_float_eq(back.model.fit[0][5], 6.0f, 1e-4);
+    cr_assert_float_eq(back.model.fit[3][5], 0.25f, 1e-4);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "sed -i 's/ rabenseifner=.*//' %s", path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(rdx_coll_tune(&back, &props, path, NULL, RDX_ALGO_AUTO), RDX_SUCCESS);
+    cr_assert_str_eq(back.model.source, "transport estimate", "a torn line was used");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* The choices resolved once at init (ctx->cache) are the ones evaluated per call. */
 Test(coll_model, cached_choices_equal_evaluated_ones, .timeout = 30)
 {

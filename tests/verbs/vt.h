@@ -71,6 +71,8 @@ static inline int vt_rank_open(vt_rank_t *v, int rank, int size, const char *add
         fprintf(stderr, "rank %d: settings: %s\n", rank, rdx_err_last());
         return -1;
     }
+    if (v->set.spin_us < 0)
+        v->set.spin_us = RDX_SPIN_US_DEDICATED; /* "auto" is resolved by a communicator */
     rdx_log_set_rank(rank);
     rdx_log_set_level((rdx_log_level_t)v->set.log_level);
     rdx_bootstrap_params_t bp = {.rank = rank, .size = size, .addr = addr, .job_key = "",
