@@ -103,6 +103,8 @@ launch() {
 sweep_env() {
     local env=$1 rep algo
     echo "sweep.sh: $env: $NP ranks, sizes $MINB..$MAXB x$FACTOR, algos: $ALGOS, $REPEATS repeats"
+    # runs of an earlier sweep into the same folder would join the medians
+    rm -f "$OUT/$COLL.$env".*.json "$OUT/$COLL.$env".*.log
     if [ "$env" = netns ]; then
         "$HERE/netns.sh" up "$NP" "$RATE" || return 1
     fi

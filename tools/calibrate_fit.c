@@ -22,8 +22,8 @@
 #include "src/comm.h"
 #include "src/log.h"
 
-#define FIT_BATCHES 5
-#define FIT_BATCH_S 4e-3
+#define FIT_BATCHES 7
+#define FIT_BATCH_S 15e-3
 #define FIT_MAX_ITERS 200
 
 static const int k_fit_settings[RDX_COLL_FIT_ALGOS] = {RDX_ALGO_RING, RDX_ALGO_TREE,
