@@ -55,6 +55,7 @@
 #include <ucs/debug/log_def.h>
 
 #include "src/error.h"
+#include "src/host.h"
 #include "src/log.h"
 #include "transport/ucx_wire.h"
 
@@ -274,19 +275,11 @@ static rdx_status_t ucx_peer_lost_err(const rdx_tp_t *tp, const char *op, const 
 /* boot id + hostname + IPC namespace: equal only where a shared segment means the same thing */
 static void ucx_hostid(char *out, size_t len)
 {
-    char boot[64] = "?", host[64] = "?", ipc[64] = "?";
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    if (f) {
-        if (fgets(boot, sizeof(boot), f))
-            boot[strcspn(boot, "\n")] = '\0';
-        fclose(f);
-    }
-    if (gethostname(host, sizeof(host) - 1) != 0)
-        strcpy(host, "?");
-    host[sizeof(host) - 1] = '\0';
+    char host[RDX_HOST_KEY_BYTES], ipc[64] = "?";
+    rdx_host_key(host);
     ssize_t n = readlink("/proc/self/ns/ipc", ipc, sizeof(ipc) - 1);
     ipc[n > 0 ? n : 0] = '\0';
-    snprintf(out, len, "%s|%s|%s", boot, host, ipc);
+    snprintf(out, len, "%s|%s", host, ipc);
 }
 
 /* State and start time (field 22) of a process; false if it does not exist. */
