@@ -19,8 +19,7 @@ typedef struct barrier_state {
     int rounds;
     int round;      /* current round */
     bool sent;      /* this round's signal is out */
-    int wait_peer;
-    bool wait_credit;
+    coll_wait_t w;  /* for describe() */
 } barrier_state_t;
 
 static rdx_status_t barrier_start(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op)
@@ -28,7 +27,7 @@ static rdx_status_t barrier_start(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op)
     barrier_state_t *s = (barrier_state_t *)op->state;
     memset(s, 0, sizeof(*s));
     s->rounds = coll_log2_ceil(ctx->size);
-    s->wait_peer = -1;
+    s->w.peer = -1;
     return RDX_SUCCESS;
 }
 
@@ -41,25 +40,16 @@ static rdx_status_t barrier_step(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op,
     *moved = false;
     if (!s->sent) {
         void *slot;
-        RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, rdx_coll_peer(ctx, to), &slot));
-        if (!slot) {
-            s->wait_peer = to;
-            s->wait_credit = true;
+        RDX_CHECK(coll_acquire(ctx, &s->w, to, &slot));
+        if (!slot)
             return RDX_SUCCESS;
-        }
         RDX_CHECK(ctx->tp_ops->send_commit(ctx->tp, rdx_coll_peer(ctx, to), 0, tag));
         s->sent = *moved = true;
     }
     const void *buf;
-    size_t len;
-    uint64_t got;
-    RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, rdx_coll_peer(ctx, from), &buf, &len, &got));
-    if (!buf) {
-        s->wait_peer = from;
-        s->wait_credit = false;
+    RDX_CHECK(coll_peek(ctx, op, &s->w, from, tag, 0, &buf));
+    if (!buf)
         return RDX_SUCCESS;
-    }
-    RDX_CHECK(coll_check_msg(ctx, op, from, got, len, tag, 0));
     RDX_CHECK(ctx->tp_ops->recv_release(ctx->tp, rdx_coll_peer(ctx, from)));
     s->round++;
     s->sent = false;
@@ -93,7 +83,7 @@ static void barrier_describe(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op,
     const barrier_state_t *s = (const barrier_state_t *)op->state;
     snprintf(buf, len, "algo dissemination, round %d/%d (%s), waiting for %s from peer %d",
              s->round, s->rounds, s->sent ? "signal sent" : "signal not sent",
-             s->wait_credit ? "credit" : "the signal", s->wait_peer);
+             s->w.credit ? "credit" : "the signal", s->w.peer);
     (void)ctx;
 }
 

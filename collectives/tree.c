@@ -73,8 +73,7 @@ typedef struct tree_state {
     uint64_t nchunks[2];
     uint64_t upc[2], downc[2];/* next chunk of each stream at this rank */
     uint64_t lag;
-    int wait_peer;            /* for describe(): last peer we could not move for */
-    bool wait_credit;
+    coll_wait_t w;            /* for describe(): last peer we could not move for */
 } tree_state_t;
 
 _Static_assert(sizeof(tree_state_t) <= sizeof(((rdx_coll_op_t *)0)->state),
@@ -214,41 +213,28 @@ static rdx_status_t tree_init(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, tree
         s->t[t].child_tp[1] = l[2] < 0 ? -1 : rdx_coll_peer(ctx, l[2]);
         s->nchunks[t] = coll_div_up(s->cnt[t], s->chunk_elems);
     }
-    s->wait_peer = -1;
+    s->w.peer = -1;
     return RDX_SUCCESS;
 }
 
 /* Peeks the message of `key` from q into *buf (NULL: not there yet or not its turn). */
 static rdx_status_t take_in(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, tree_state_t *s,
-                            int q, int q_tp, uint64_t key, size_t bytes, const void **buf)
+                            int q, uint64_t key, size_t bytes, const void **buf)
 {
-    size_t len;
-    uint64_t tag;
     *buf = NULL;
     if (in_next(s, q) != key)
         return RDX_SUCCESS;
-    RDX_CHECK(ctx->tp_ops->recv_peek(ctx->tp, q_tp, buf, &len, &tag));
-    if (!*buf) {
-        s->wait_peer = q;
-        s->wait_credit = false;
-        return RDX_SUCCESS;
-    }
-    return coll_check_msg(ctx, op, q, tag, len, coll_tag(op, (uint32_t)key), bytes);
+    return coll_peek(ctx, op, &s->w, q, coll_tag(op, (uint32_t)key), bytes, buf);
 }
 
 /* Acquires the slot for the message of `key` to q into *buf (NULL: no turn or no credit). */
-static rdx_status_t take_out(const rdx_coll_ctx_t *ctx, tree_state_t *s, int q, int q_tp,
-                             uint64_t key, void **buf)
+static rdx_status_t take_out(const rdx_coll_ctx_t *ctx, tree_state_t *s, int q, uint64_t key,
+                             void **buf)
 {
     *buf = NULL;
     if (out_next(s, q) != key)
         return RDX_SUCCESS;
-    RDX_CHECK(ctx->tp_ops->send_acquire(ctx->tp, q_tp, buf));
-    if (!*buf) {
-        s->wait_peer = q;
-        s->wait_credit = true;
-    }
-    return RDX_SUCCESS;
+    return coll_acquire(ctx, &s->w, q, buf);
 }
 
 /* Up: children's chunk k + own input -> parent's slot (or, at the root, recvbuf). */
@@ -268,7 +254,7 @@ static rdx_status_t try_up(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, tree_st
     for (int c = 0; c < 2; c++) {
         if (l->child[c] < 0)
             continue;
-        RDX_CHECK(take_in(ctx, op, s, l->child[c], l->child_tp[c], key, bytes, &in[nin]));
+        RDX_CHECK(take_in(ctx, op, s, l->child[c], key, bytes, &in[nin]));
         if (!in[nin])
             return RDX_SUCCESS;
         nin++;
@@ -276,7 +262,7 @@ static rdx_status_t try_up(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, tree_st
     void *out;
     int div = 0;
     if (l->parent >= 0) {
-        RDX_CHECK(take_out(ctx, s, l->parent, l->parent_tp, key, &out));
+        RDX_CHECK(take_out(ctx, s, l->parent, key, &out));
         if (!out)
             return RDX_SUCCESS;
     } else {
@@ -326,7 +312,7 @@ static rdx_status_t try_down(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, tree_
     size_t bytes = len * s->esize;
     const void *src;
     if (l->parent >= 0) {
-        RDX_CHECK(take_in(ctx, op, s, l->parent, l->parent_tp, key, bytes, &src));
+        RDX_CHECK(take_in(ctx, op, s, l->parent, key, bytes, &src));
         if (!src)
             return RDX_SUCCESS;
     } else {
@@ -336,7 +322,7 @@ static rdx_status_t try_down(const rdx_coll_ctx_t *ctx, rdx_coll_op_t *op, tree_
     for (int c = 0; c < 2; c++) {
         if (l->child[c] < 0)
             continue;
-        RDX_CHECK(take_out(ctx, s, l->child[c], l->child_tp[c], key, &out[c]));
+        RDX_CHECK(take_out(ctx, s, l->child[c], key, &out[c]));
         if (!out[c])
             return RDX_SUCCESS;
     }
@@ -412,9 +398,9 @@ static void tree_describe(const rdx_coll_ctx_t *ctx, const rdx_coll_op_t *op, ch
                                  (unsigned long long)(s->up ? s->nchunks[t] : 0),
                                  (unsigned long long)s->downc[t],
                                  (unsigned long long)(s->down ? s->nchunks[t] : 0));
-    if (s->wait_peer >= 0 && used < len)
+    if (s->w.peer >= 0 && used < len)
         snprintf(buf + used, len - used, "; last waited for %s from peer %d",
-                 s->wait_credit ? "credit" : "data", s->wait_peer);
+                 s->w.credit ? "credit" : "data", s->w.peer);
     (void)ctx;
 }
 
