@@ -7,7 +7,7 @@
 # it, with the host's build directory seen read-only over 9p.
 #
 #   RDX_VERBS_SUITE_MODE=auto|native|vm   force one way (default auto)
-#   RDX_VERBS_SUITE_TIMEOUT=S             wall-clock limit of the guest run (default 1200)
+#   RDX_VERBS_SUITE_TIMEOUT=S             wall-clock limit of the guest run (default 1800)
 #   RDX_VERBS_SUITE_ONLY=REGEX            run only the tests whose name matches
 # Exit status: that of the suite; 77 (ctest SKIP_RETURN_CODE) when neither an RDMA device
 # nor the means to boot a guest exist and CI is unset; 124/125 from the VM runner.
@@ -33,5 +33,5 @@ for v in RDX_LOG RDX_VERBS_SUITE_ONLY VERBS_TEST_TIMEOUT VERBS_COLL_TIMEOUT; do
   [ -n "${!v:-}" ] && ENV_ARGS+=(--env "$v")
 done
 echo "run-verbs-suite: no RDMA device here: booting a soft-RoCE guest" >&2
-exec "$HERE/run-in-vm.sh" --no-cwd-rw --smp 2 --timeout "${RDX_VERBS_SUITE_TIMEOUT:-1200}" \
+exec "$HERE/run-in-vm.sh" --no-cwd-rw --smp 2 --timeout "${RDX_VERBS_SUITE_TIMEOUT:-1800}" \
   ${ENV_ARGS[@]+"${ENV_ARGS[@]}"} -- "$HERE/verbs-suite.sh" "$BUILD"
