@@ -155,32 +155,46 @@ static rdx_status_t settings_load(rdx_settings_t *s, const rdx_config_t *config)
     return RDX_SUCCESS;
 }
 
-/* RDX_SPIN_US=-1 (auto): spin 20 us when every rank on this host has a CPU of its own, else
- * not at all. With more ranks than CPUs, a rank that spins holds the CPU its partner needs to
- * send the very message it waits for (Open MPI yields at once when oversubscribed, for the
- * same reason). Measured, 4 ranks on 2 cores, 4 B allreduce: 29-69 us spinning 20 us first,
- * 9-26 us yielding at once. Every rank learns the count from the same allgather. */
+/* RDX_SPIN_US=-1 (auto): spin 20 us when the ranks on this host have at least as many CPUs
+ * between them (the union of their affinity masks: ranks pinned one per core by mpirun or
+ * srun count right) as there are ranks, else not at all. With more ranks than CPUs, a rank
+ * that spins holds the CPU its partner needs to send the very message it waits for (Open MPI
+ * yields at once when oversubscribed, for the same reason). Measured, 4 ranks on 2 cores, 4 B
+ * allreduce: 29-69 us spinning 20 us first, 9-26 us yielding at once. */
+typedef struct host_info {
+    char key[RDX_HOST_KEY_BYTES];
+    unsigned char cpus[RDX_HOST_CPUSET_BYTES];
+} host_info_t;
+
 static rdx_status_t comm_settle_spin(rdx_comm_t *comm)
 {
     rdx_settings_t *s = &comm->settings;
     if (s->spin_us >= 0)
         return RDX_SUCCESS;
-    char mine[RDX_HOST_KEY_BYTES];
-    rdx_host_key(mine);
-    char *all = malloc((size_t)comm->size * RDX_HOST_KEY_BYTES);
+    host_info_t mine;
+    rdx_host_key(mine.key);
+    rdx_host_cpuset(mine.cpus);
+    host_info_t *all = malloc((size_t)comm->size * sizeof(*all));
     if (!all)
-        return rdx_err(RDX_ERR_NO_MEMORY, "rank %d: host keys of %d ranks", comm->rank,
+        return rdx_err(RDX_ERR_NO_MEMORY, "rank %d: host information of %d ranks", comm->rank,
                        comm->size);
-    rdx_status_t st = rdx_bootstrap_allgather(comm->bs, mine, RDX_HOST_KEY_BYTES, all);
+    rdx_status_t st = rdx_bootstrap_allgather(comm->bs, &mine, sizeof(mine), all);
     int local = 0;
-    for (int r = 0; st == RDX_SUCCESS && r < comm->size; r++)
-        local += memcmp(all + (size_t)r * RDX_HOST_KEY_BYTES, mine, RDX_HOST_KEY_BYTES) == 0;
+    unsigned char cpus[RDX_HOST_CPUSET_BYTES] = {0};
+    for (int r = 0; st == RDX_SUCCESS && r < comm->size; r++) {
+        if (memcmp(all[r].key, mine.key, sizeof(mine.key)) != 0)
+            continue;
+        local++;
+        for (int i = 0; i < RDX_HOST_CPUSET_BYTES; i++)
+            cpus[i] |= all[r].cpus[i];
+    }
     free(all);
     if (st != RDX_SUCCESS)
         return st;
-    int cpus = rdx_host_cpus();
-    s->spin_us = local > cpus ? 0 : RDX_SPIN_US_DEDICATED;
-    rdx_log_debug("%d ranks on this host, %d CPUs: RDX_SPIN_US=%ld", local, cpus, s->spin_us);
+    int ncpu = rdx_host_cpuset_count(cpus);
+    s->spin_us = local > ncpu ? 0 : RDX_SPIN_US_DEDICATED;
+    rdx_log_debug("%d ranks on this host, %d CPUs between them: RDX_SPIN_US=%ld", local, ncpu,
+                  s->spin_us);
     return RDX_SUCCESS;
 }
 

@@ -22,11 +22,25 @@ void rdx_host_key(char out[RDX_HOST_KEY_BYTES])
     snprintf(out, RDX_HOST_KEY_BYTES, "%s|%s", boot, host);
 }
 
-int rdx_host_cpus(void)
+void rdx_host_cpuset(unsigned char out[RDX_HOST_CPUSET_BYTES])
 {
+    memset(out, 0, RDX_HOST_CPUSET_BYTES);
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN); /* unknown: every online CPU */
+        CPU_ZERO(&set);
+        for (long c = 0; c < (n > 0 ? n : 1) && c < CPU_SETSIZE; c++)
+            CPU_SET((int)c, &set);
+    }
+    for (int c = 0; c < RDX_HOST_CPUSET_BYTES * 8 && c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set))
+            out[c / 8] |= (unsigned char)(1u << (c % 8));
+}
+
+int rdx_host_cpuset_count(const unsigned char set[RDX_HOST_CPUSET_BYTES])
+{
+    int n = 0;
+    for (int i = 0; i < RDX_HOST_CPUSET_BYTES; i++)
+        n += __builtin_popcount(set[i]);
+    return n;
 }

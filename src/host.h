@@ -1,5 +1,5 @@
-/* What this process knows about the machine it runs on: which ranks share it, how many CPUs
- * it may use. Used to decide whether waiting may spin (a core per rank) or must yield. */
+/* What this process knows about the machine it runs on: which ranks share it, which CPUs
+ * they may use. Used to decide whether waiting may spin (a core per rank) or must yield. */
 #ifndef RDX_SRC_HOST_H
 #define RDX_SRC_HOST_H
 
@@ -11,7 +11,10 @@
  * namespaces included, which is how emulated hosts are built on one machine). */
 void rdx_host_key(char out[RDX_HOST_KEY_BYTES]);
 
-/* CPUs in this process's affinity mask (at least 1). */
-int rdx_host_cpus(void);
+/* This process's affinity mask as RDX_HOST_CPUSET_BYTES bytes (bit c = CPU c), to be
+ * OR-ed with the masks of the other ranks on the host; rdx_host_cpuset_count counts one. */
+#define RDX_HOST_CPUSET_BYTES 128
+void rdx_host_cpuset(unsigned char out[RDX_HOST_CPUSET_BYTES]);
+int rdx_host_cpuset_count(const unsigned char set[RDX_HOST_CPUSET_BYTES]);
 
 #endif
