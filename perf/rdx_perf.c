@@ -859,13 +859,19 @@ static void perf_print_header(const perf_ctx_t *ctx)
     fflush(stdout);
 }
 
+/* The "wrong" column: a count, or N/A where nothing was checked (wrong < 0). */
+static const char *wrong_text(long long wrong, char buf[32])
+{
+    if (wrong < 0)
+        return "N/A";
+    snprintf(buf, 32, "%lld", wrong);
+    return buf;
+}
+
 static void perf_print_row(const perf_ctx_t *ctx, const perf_row_t *row)
 {
-    char wrong[32];
-    if (row->wrong < 0)
-        snprintf(wrong, sizeof(wrong), "N/A");
-    else
-        snprintf(wrong, sizeof(wrong), "%lld", row->wrong);
+    char wbuf[32];
+    const char *wrong = wrong_text(row->wrong, wbuf);
     printf("%12zu %12zu %9s %7s %13s %12.2f %9.3f %9.3f %8s\n", row->bytes, row->count,
            rdx_dtype_name(ctx->opts.dtype), rdx_op_name(ctx->opts.op), ctx->opts.algo,
            row->time_us, row->algbw, row->busbw, wrong);
@@ -1178,11 +1184,8 @@ static void pt2pt_print_header(const perf_ctx_t *ctx)
 
 static void pt2pt_print_row(const pt2pt_row_t *r)
 {
-    char wrong[32];
-    if (r->wrong < 0)
-        snprintf(wrong, sizeof(wrong), "N/A");
-    else
-        snprintf(wrong, sizeof(wrong), "%lld", r->wrong);
+    char wbuf[32];
+    const char *wrong = wrong_text(r->wrong, wbuf);
     printf("%12zu %9ld %10.2f %10.2f %10.2f %9ld %11.2f %9.3f %8s\n", r->bytes, r->lat_iters,
            r->lat_min_us, r->lat_med_us, r->lat_max_us, r->bw_iters, r->bw_mibs,
            r->bw_mibs * (1 << 20) / 1e9, wrong);

@@ -44,6 +44,15 @@ static void watch_until(rdx_bootstrap_t *bs, wres_t *me, long limit_ms)
     snprintf(me->msg, sizeof(me->msg), "%s", st == RDX_SUCCESS ? "" : rdx_err_last());
 }
 
+/* Runs fn on n ranks (real processes) with fresh shared results; a hang fails the test. */
+static void run_ranks(int n, int (*fn)(int rank, void *arg))
+{
+    g_res = fl_shared(sizeof(wres_t) * FL_MAX_RANKS);
+    fl_job_t job;
+    fl_spawn(&job, n, fn, &n);
+    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+}
+
 static int g_victim;
 
 /* The victim leaves without a word right after the rendezvous (as if killed). */
@@ -65,11 +74,8 @@ static int rank_dies(int rank, void *arg)
 
 static void run_dies(int n, int victim)
 {
-    g_res = fl_shared(sizeof(wres_t) * FL_MAX_RANKS);
     g_victim = victim;
-    fl_job_t job;
-    fl_spawn(&job, n, rank_dies, &n);
-    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+    run_ranks(n, rank_dies);
     char pat[64];
     snprintf(pat, sizeof(pat), "peer %d: bootstrap connection closed", victim);
     for (int r = 0; r < n; r++) {
@@ -117,11 +123,8 @@ static int rank_aborts(int rank, void *arg)
 
 Test(watchdog, abort_reason_reaches_every_rank, .timeout = 60)
 {
-    g_res = fl_shared(sizeof(wres_t) * FL_MAX_RANKS);
     int n = 4;
-    fl_job_t job;
-    fl_spawn(&job, n, rank_aborts, &n);
-    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+    run_ranks(n, rank_aborts);
     for (int r = 0; r < n; r++) {
         wres_t *x = &g_res[r];
         cr_assert_eq(x->st, RDX_ERR_MISMATCH, "rank %d: %s: %s", r, rdx_strerror(x->st), x->msg);
@@ -155,11 +158,8 @@ static int rank_early(int rank, void *arg)
 
 Test(watchdog, early_messages_are_left_for_their_collective, .timeout = 60)
 {
-    g_res = fl_shared(sizeof(wres_t) * FL_MAX_RANKS);
     int n = 3;
-    fl_job_t job;
-    fl_spawn(&job, n, rank_early, &n);
-    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+    run_ranks(n, rank_early);
     for (int r = 0; r < n; r++) {
         wres_t *x = &g_res[r];
         cr_assert_eq(x->st, RDX_SUCCESS, "rank %d watch: %s", r, x->msg);
