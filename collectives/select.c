@@ -209,6 +209,7 @@ static const algo_entry_t k_algos[] = {
     {&rdx_algo_tree_reduce, RDX_COLL_REDUCE, RDX_ALGO_TREE, true, cost_tree_reduce, -1},
     {&rdx_algo_dissemination_barrier, RDX_COLL_BARRIER, RDX_ALGO_AUTO, false, cost_barrier, -1},
 };
+#define N_ALGOS (sizeof(k_algos) / sizeof(k_algos[0]))
 
 /* 16 B (latency) to 8 MiB (past the 32 MiB L3 once send, receive and slots of a few ranks
  * are counted), 8-16x apart: between two of them the factor is interpolated. They sit
@@ -228,12 +229,12 @@ static double fit_factor(const rdx_coll_model_t *m, const algo_entry_t *e, size_
         return f[0];
     for (int k = 1; k < RDX_COLL_FIT_SIZES; k++)
         if (bytes <= x[k]) {
-            double w = log2((double)bytes / (double)x[k - 1]) / log2((double)x[k] / (double)x[k - 1]);
+            double w = log2((double)bytes / (double)x[k - 1]) /
+                       log2((double)x[k] / (double)x[k - 1]);
             return f[k - 1] + w * (f[k] - f[k - 1]);
         }
     return f[RDX_COLL_FIT_SIZES - 1];
 }
-#define N_ALGOS (sizeof(k_algos) / sizeof(k_algos[0]))
 
 static const algo_entry_t *entry_of(const rdx_coll_algo_t *algo, rdx_coll_kind_t kind)
 {
@@ -267,6 +268,13 @@ static double entry_cost(const algo_entry_t *e, const rdx_coll_model_t *m, size_
     return e->cost(&c);
 }
 
+/* Seconds for e: its formula times its measured fit. */
+static double entry_time(const algo_entry_t *e, const rdx_coll_model_t *m, size_t bytes, int n,
+                         size_t chunk, size_t slot)
+{
+    return entry_cost(e, m, bytes, n, chunk, slot) * fit_factor(m, e, bytes, n);
+}
+
 double rdx_coll_predict_us(const rdx_coll_model_t *m, const rdx_coll_algo_t *algo,
                            rdx_coll_kind_t kind, size_t bytes, int ranks, size_t chunk_bytes)
 {
@@ -275,8 +283,7 @@ double rdx_coll_predict_us(const rdx_coll_model_t *m, const rdx_coll_algo_t *alg
         return -1;
     rdx_coll_model_t mm = model_or_default(m);
     size_t chunk = chunk_bytes ? chunk_bytes : 256 << 10;
-    return ranks == 1 ? 0 : 1e6 * entry_cost(e, &mm, bytes, ranks, chunk, chunk) *
-                            fit_factor(&mm, e, bytes, ranks);
+    return ranks == 1 ? 0 : 1e6 * entry_time(e, &mm, bytes, ranks, chunk, chunk);
 }
 
 /* Best chunk for e: powers of two from the slot size down to MIN_CHUNK_BYTES. */
@@ -351,9 +358,8 @@ rdx_coll_choice_t rdx_coll_choose(const rdx_coll_ctx_t *ctx, int algo_setting,
     if (e) {
         rdx_coll_model_t m = model_or_default(&ctx->model);
         size_t slot = ctx->slot_bytes ? ctx->slot_bytes : 256 << 10;
-        c.predicted_us = 1e6 * entry_cost(e, &m, bytes, ctx->size,
-                                          c.chunk_bytes ? c.chunk_bytes : slot, slot) *
-                         fit_factor(&m, e, bytes, ctx->size);
+        c.predicted_us = 1e6 * entry_time(e, &m, bytes, ctx->size,
+                                          c.chunk_bytes ? c.chunk_bytes : slot, slot);
     }
     return c;
 }
