@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1225,10 +1226,29 @@ typedef struct bs_client {
     long deadline;
 } bs_client_t;
 
+/* Every client-side message names peer 0: the rendezvous is rank 0's, and "which peer" is
+ * the first question a user asks when a job will not start. */
 static rdx_status_t bs_client_fail(const bs_client_t *c, rdx_status_t st, const char *what)
 {
-    return rdx_err(st, "rank %d: bootstrap connect to %s:%d: %s", c->bs->rank, c->host, c->port,
-                   what);
+    return rdx_err(st, "rank %d: bootstrap connect to peer 0 (rendezvous at %s:%d): %s",
+                   c->bs->rank, c->host, c->port, what);
+}
+
+/* Status for a failed exchange with rank 0 mid-handshake. After its hello, rank 0 either
+ * answers or sends REJECT; a bare close means its process died or its init failed. */
+static rdx_status_t bs_client_io_status(bs_io_t io)
+{
+    bool gone = io == BS_IO_EOF || (io == BS_IO_ERR && (errno == ECONNRESET || errno == EPIPE));
+    return io == BS_IO_TIMEOUT ? RDX_ERR_TIMEOUT : gone ? RDX_ERR_PEER_LOST : RDX_ERR_BOOTSTRAP;
+}
+
+/* Fails the handshake at `stage` after a receive or send from rank 0 returned io. */
+static rdx_status_t bs_client_io_fail(const bs_client_t *c, const char *stage, bs_io_t io)
+{
+    rdx_status_t st = bs_client_io_status(io); /* before snprintf can touch errno */
+    char why[200];
+    snprintf(why, sizeof(why), "%s: %s", stage, bs_io_str(io));
+    return bs_client_fail(c, st, why);
 }
 
 /* Receives one header that must be one of the two given types, with len <= max_len. */
@@ -1239,10 +1259,8 @@ static rdx_status_t bs_client_recv_hdr(const bs_client_t *c, int fd, const char 
     uint8_t raw[RDX_BS_HDR_LEN];
     char why[200];
     bs_io_t io = bs_recv_exact(fd, raw, sizeof(raw), c->deadline);
-    if (io != BS_IO_OK) {
-        snprintf(why, sizeof(why), "%s: %s", stage, bs_io_str(io));
-        return bs_client_fail(c, io == BS_IO_TIMEOUT ? RDX_ERR_TIMEOUT : RDX_ERR_BOOTSTRAP, why);
-    }
+    if (io != BS_IO_OK)
+        return bs_client_io_fail(c, stage, io);
     rdx_bs_wire_status_t ws = rdx_bs_hdr_decode(raw, sizeof(raw), h);
     if (ws == RDX_BS_WIRE_OK && h->type != type_a && h->type != type_b)
         snprintf(why, sizeof(why), "%s: unexpected %s message", stage, rdx_bs_msg_name(h->type));
@@ -1260,12 +1278,10 @@ static rdx_status_t bs_client_recv_hdr(const bs_client_t *c, int fd, const char 
 static rdx_status_t bs_client_recv_body(const bs_client_t *c, int fd, const char *stage,
                                         void *buf, size_t len)
 {
-    char why[200];
     bs_io_t io = bs_recv_exact(fd, buf, len, c->deadline);
     if (io == BS_IO_OK)
         return RDX_SUCCESS;
-    snprintf(why, sizeof(why), "%s: %s", stage, bs_io_str(io));
-    return bs_client_fail(c, io == BS_IO_TIMEOUT ? RDX_ERR_TIMEOUT : RDX_ERR_BOOTSTRAP, why);
+    return bs_client_io_fail(c, stage, io);
 }
 
 /* Waits for the root's HELLO. *retry is set if the root closed before saying anything:
@@ -1313,10 +1329,8 @@ static rdx_status_t bs_client_auth(const bs_client_t *c, int fd,
     rdx_bs_hdr_encode(RDX_BS_MSG_AUTH, RDX_BS_AUTH_LEN, msg);
     rdx_bs_auth_encode(&auth, msg + RDX_BS_HDR_LEN);
     bs_io_t io = bs_send_exact(fd, msg, sizeof(msg), c->deadline);
-    if (io != BS_IO_OK) {
-        snprintf(why, sizeof(why), "sending authentication: %s", bs_io_str(io));
-        return bs_client_fail(c, RDX_ERR_BOOTSTRAP, why);
-    }
+    if (io != BS_IO_OK)
+        return bs_client_io_fail(c, "sending authentication", io);
 
     rdx_bs_hdr_t h;
     uint8_t body[RDX_BS_REASON_MAX];
@@ -1399,7 +1413,8 @@ static rdx_status_t bs_client_rendezvous(rdx_bootstrap_t *bs, const rdx_bootstra
         /* Checked after the sleep too, so the cause reported is a real attempt's. */
         if (bs_left_ms(deadline) == 0)
             return rdx_err(RDX_ERR_BOOTSTRAP,
-                           "rank %d: bootstrap connect to %s:%d: %s after %d attempts in %ld ms",
+                           "rank %d: bootstrap connect to peer 0 (rendezvous at %s:%d): %s "
+                           "after %d attempts in %ld ms",
                            bs->rank, host, port, cause, attempts, rdx_net_now_ms() - c.start);
     }
     rdx_log_debug("bootstrap: rank %d authenticated to rank 0 at %s after %d attempts", bs->rank,

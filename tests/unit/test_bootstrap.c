@@ -430,7 +430,7 @@ Test(bootstrap, unreachable_root, .timeout = 5)
     long took = rdx_net_now_ms() - t0;
     const char *m = rdx_err_last();
     cr_assert(took >= 400 && took < 1500, "took %ld ms", took);
-    cr_assert(strstr(m, "rank 1: bootstrap connect to") && strstr(m, addr) &&
+    cr_assert(strstr(m, "rank 1: bootstrap connect to peer 0 (rendezvous at") && strstr(m, addr) &&
                   strstr(m, "Connection refused") && strstr(m, "attempts in"),
               "%s", m);
     /* 10, 20, 40, 80, 160 ms...: backoff keeps attempts few but not one. */
@@ -637,8 +637,9 @@ Test(bootstrap, strangers_do_not_disturb_genuine_ranks, .timeout = 20)
     cr_assert(job.sh->res[1].create_ms + genuine_start < job.sh->stranger_closed_ms[STRANGER_SILENT] + 100);
 }
 
-/* A listener that speaks the protocol but cannot prove the key: clients must refuse it. */
-static void fake_root(job_t *job, int rank, result_t *res)
+/* Listens on the job's port, accepts one client, sends HELLO and reads its AUTH; returns
+ * the connection, or -1. */
+static int fake_root_hello(const job_t *job)
 {
     int one = 1;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)job->port)};
@@ -646,17 +647,43 @@ static void fake_root(job_t *job, int rank, result_t *res)
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 4) != 0)
-        return;
+        return -1;
     int fd = accept(lfd, NULL, NULL);
+    close(lfd);
     uint8_t b[RDX_BS_HDR_LEN + RDX_BS_AUTH_LEN] = {0};
     rdx_bs_hdr_encode(RDX_BS_MSG_HELLO, RDX_BS_NONCE_LEN, b);
-    ssize_t io = send(fd, b, RDX_BS_HDR_LEN + RDX_BS_NONCE_LEN, MSG_NOSIGNAL);
-    io = recv(fd, b, sizeof(b), MSG_WAITALL);
+    if (send(fd, b, RDX_BS_HDR_LEN + RDX_BS_NONCE_LEN, MSG_NOSIGNAL) < 0 ||
+        recv(fd, b, sizeof(b), MSG_WAITALL) != (ssize_t)sizeof(b)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A listener that speaks the protocol but cannot prove the key: clients must refuse it. */
+static void fake_root(job_t *job, int rank, result_t *res)
+{
+    (void)rank;
+    int fd = fake_root_hello(job);
+    if (fd < 0)
+        return;
+    uint8_t b[RDX_BS_HDR_LEN + RDX_BS_MAC_LEN] = {0};
     rdx_bs_hdr_encode(RDX_BS_MSG_AUTH_OK, RDX_BS_MAC_LEN, b); /* MAC: whatever follows */
-    io = send(fd, b, RDX_BS_HDR_LEN + RDX_BS_MAC_LEN, MSG_NOSIGNAL);
+    ssize_t io = send(fd, b, sizeof(b), MSG_NOSIGNAL);
     (void)io;
     res->st = RDX_SUCCESS;
     stranger_hold(fd, 3000);
+}
+
+/* A rank 0 that dies between its hello and its answer (the fault.kill_in_init race). */
+static void dying_root(job_t *job, int rank, result_t *res)
+{
+    (void)rank;
+    int fd = fake_root_hello(job);
+    if (fd < 0)
+        return;
+    res->st = RDX_SUCCESS;
+    close(fd);
 }
 
 Test(bootstrap, client_refuses_root_without_the_key, .timeout = 10)
@@ -669,6 +696,21 @@ Test(bootstrap, client_refuses_root_without_the_key, .timeout = 10)
     const result_t *r1 = &job.sh->res[1];
     cr_assert_eq(r1->st, RDX_ERR_BOOTSTRAP, "%d %s", r1->st, r1->msg);
     cr_assert(strstr(r1->msg, "failed to prove"), "%s", r1->msg);
+    cr_assert(r1->create_ms < 2000, "took %ld ms", r1->create_ms);
+}
+
+Test(bootstrap, root_dying_mid_handshake_is_peer_lost, .timeout = 10)
+{
+    job_t job;
+    job_init(&job, 2, 3000, 3000);
+    job_spawn(&job, dying_root, 0);
+    job_spawn(&job, rank_create_only, 1);
+    job_wait(&job, 8000);
+    const result_t *r1 = &job.sh->res[1];
+    cr_assert_eq(r1->st, RDX_ERR_PEER_LOST, "%d %s", r1->st, r1->msg);
+    cr_assert(strstr(r1->msg, "rank 1: bootstrap connect to peer 0 (rendezvous at") &&
+                  strstr(r1->msg, "authentication: connection closed by peer"),
+              "%s", r1->msg);
     cr_assert(r1->create_ms < 2000, "took %ld ms", r1->create_ms);
 }
 
