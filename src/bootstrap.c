@@ -58,6 +58,7 @@ struct rdx_bootstrap {
     struct pollfd *watch_pfd;               /* its poll set (allocated on first use) */
     int *fds;                               /* root: fds[r], r >= 1; others: fds[0] */
     char (*peer_addr)[RDX_NET_ADDRSTR_MAX]; /* "ip:port" of fds[i], for messages */
+    char (*stalls)[RDX_BS_STALL_MAX + 1];   /* root: each rank's STALL report, "" if none */
 };
 
 /* ---- wire format ------------------------------------------------------------------------ */
@@ -137,7 +138,8 @@ const char *rdx_bs_wire_strerror(rdx_bs_wire_status_t st)
 const char *rdx_bs_msg_name(unsigned type)
 {
     static const char *const names[] = {"?",     "hello", "auth",      "auth-ok", "reject",
-                                        "ready", "abort", "allgather", "bcast",   "barrier"};
+                                        "ready", "abort", "allgather", "bcast",   "barrier",
+                                        "stall"};
     return type >= 1 && type <= RDX_BS_MSG_LAST ? names[type] : "unknown";
 }
 
@@ -1522,6 +1524,7 @@ void rdx_bootstrap_destroy(rdx_bootstrap_t *bs)
     free(bs->fds);
     free(bs->peer_addr);
     free(bs->watch_pfd);
+    free(bs->stalls);
     free(bs);
 }
 
@@ -1685,12 +1688,13 @@ void rdx_bootstrap_set_timeout(rdx_bootstrap_t *bs, long timeout_ms)
 
 #define BS_WATCH_EVERY_MS 10L
 
-typedef enum { BS_FRONT_NOTHING, BS_FRONT_ABORT, BS_FRONT_CLOSED } bs_front_t;
+typedef enum { BS_FRONT_NOTHING, BS_FRONT_ABORT, BS_FRONT_STALL, BS_FRONT_CLOSED } bs_front_t;
 
-/* What the front of fd holds, without consuming it: an ABORT complete in buf (*len bytes),
- * a closed connection, or nothing for the watchdog (no data, partial data or another
- * message, from a peer that is still connected). */
-static bs_front_t bs_front(int fd, short revents, uint8_t *buf, size_t cap, size_t *len)
+/* What the front of fd holds, without consuming it: an ABORT (or, at the root, a STALL)
+ * complete in buf (*len bytes), a closed connection, or nothing for the watchdog (no data,
+ * partial data or another message, from a peer that is still connected). */
+static bs_front_t bs_front(int fd, bool root, short revents, uint8_t *buf, size_t cap,
+                           size_t *len)
 {
     int hup = (revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
     ssize_t n = recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
@@ -1700,13 +1704,30 @@ static bs_front_t bs_front(int fd, short revents, uint8_t *buf, size_t cap, size
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? BS_FRONT_NOTHING
                                                                          : BS_FRONT_CLOSED;
     rdx_bs_hdr_t h;
-    if (rdx_bs_hdr_decode(buf, (size_t)n, &h) == RDX_BS_WIRE_OK && h.type == RDX_BS_MSG_ABORT &&
-        h.len >= 4 && h.len <= RDX_BS_ABORT_MAX && (size_t)n >= RDX_BS_HDR_LEN + h.len) {
+    bool whole = rdx_bs_hdr_decode(buf, (size_t)n, &h) == RDX_BS_WIRE_OK &&
+                 (size_t)n >= RDX_BS_HDR_LEN + h.len;
+    if (whole && h.type == RDX_BS_MSG_ABORT && h.len >= 4 && h.len <= RDX_BS_ABORT_MAX) {
         *len = RDX_BS_HDR_LEN + h.len;
         return BS_FRONT_ABORT;
     }
+    if (whole && root && h.type == RDX_BS_MSG_STALL && h.len <= RDX_BS_STALL_MAX) {
+        *len = RDX_BS_HDR_LEN + h.len;
+        return BS_FRONT_STALL;
+    }
     /* Data followed by a close: the sender is gone before anyone read its message. */
     return hup ? BS_FRONT_CLOSED : BS_FRONT_NOTHING;
+}
+
+/* Root: consumes the STALL at the front of peer's fd and keeps its text. */
+static void bs_take_stall(rdx_bootstrap_t *bs, int peer, int fd, size_t len)
+{
+    uint8_t buf[RDX_BS_HDR_LEN + RDX_BS_STALL_MAX];
+    ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+    if (bs->stalls == NULL)
+        bs->stalls = calloc((size_t)bs->size, sizeof(*bs->stalls));
+    if (n == (ssize_t)len && bs->stalls != NULL)
+        bs_clean_text(buf + RDX_BS_HDR_LEN, len - RDX_BS_HDR_LEN, bs->stalls[peer],
+                      sizeof(bs->stalls[peer]));
 }
 
 /* Consumes the ABORT at the front of fd: its status and reason text. */
@@ -1728,8 +1749,11 @@ static rdx_status_t bs_watch_event(rdx_bootstrap_t *bs, int peer, int fd, short 
     char reason[RDX_BS_REASON_MAX + 1], mine[RDX_ERRMSG_MAX];
     size_t len = 0;
     rdx_status_t st;
-    switch (bs_front(fd, revents, buf, sizeof(buf), &len)) {
+    switch (bs_front(fd, bs->rank == 0, revents, buf, sizeof(buf), &len)) {
     case BS_FRONT_NOTHING:
+        return RDX_SUCCESS;
+    case BS_FRONT_STALL:
+        bs_take_stall(bs, peer, fd, len);
         return RDX_SUCCESS;
     case BS_FRONT_ABORT:
         st = bs_take_abort(fd, len, reason, sizeof(reason));
@@ -1741,7 +1765,8 @@ static rdx_status_t bs_watch_event(rdx_bootstrap_t *bs, int peer, int fd, short 
         break;
     }
     /* The reason keeps its author's words ("rank R: ..."); relays pass it on verbatim. */
-    snprintf(mine, sizeof(mine), "rank %d: bootstrap watchdog: %s", bs->rank, reason);
+    /* (the relayed words may be cut: the author logged them whole) */
+    snprintf(mine, sizeof(mine), "rank %d: bootstrap watchdog: %.440s", bs->rank, reason);
     bs_fail_with(bs, st, mine, reason);
     return rdx_err(st, "%s", mine);
 }
@@ -1786,6 +1811,46 @@ rdx_status_t rdx_bootstrap_verdict(rdx_bootstrap_t *bs, long wait_ms)
             return st;
         poll(NULL, 0, 1);
     }
+}
+
+void rdx_bootstrap_report_stall(rdx_bootstrap_t *bs, const char *report)
+{
+    if (bs == NULL || bs->size == 1 || bs->rank == 0 || bs->failed != RDX_SUCCESS)
+        return;
+    uint8_t msg[RDX_BS_HDR_LEN + RDX_BS_STALL_MAX];
+    size_t len = strlen(report);
+    if (len > RDX_BS_STALL_MAX)
+        len = RDX_BS_STALL_MAX;
+    rdx_bs_hdr_encode(RDX_BS_MSG_STALL, (uint32_t)len, msg);
+    memcpy(msg + RDX_BS_HDR_LEN, report, len);
+    /* Best effort like ABORT: the root's socket buffer is empty but for this. */
+    ssize_t w = send(bs->fds[0], msg, RDX_BS_HDR_LEN + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+}
+
+static int bs_stalls_in(const rdx_bootstrap_t *bs)
+{
+    int got = 0;
+    for (int r = 1; bs->stalls != NULL && r < bs->size; r++)
+        got += bs->stalls[r][0] != 0;
+    return got;
+}
+
+rdx_status_t rdx_bootstrap_stall_reports(rdx_bootstrap_t *bs, long wait_ms,
+                                         const char **reports)
+{
+    if (bs == NULL || bs->rank != 0)
+        return rdx_err(RDX_ERR_INTERNAL, "bootstrap stall reports: not the root");
+    long end = rdx_net_now_ms() + wait_ms;
+    rdx_status_t st = RDX_SUCCESS;
+    while (st == RDX_SUCCESS && bs_stalls_in(bs) < bs->size - 1 && rdx_net_now_ms() < end) {
+        bs->watch_ms = 0; /* no rate limit here */
+        if ((st = rdx_bootstrap_watch(bs)) == RDX_SUCCESS)
+            poll(NULL, 0, 1);
+    }
+    for (int r = 1; r < bs->size; r++)
+        reports[r] = bs->stalls != NULL && bs->stalls[r][0] ? bs->stalls[r] : NULL;
+    return st;
 }
 
 void rdx_bootstrap_abort(rdx_bootstrap_t *bs, rdx_status_t st, const char *reason)

@@ -35,8 +35,9 @@
 #define RDX_BS_NONCE_LEN 32
 #define RDX_BS_MAC_LEN 32
 #define RDX_BS_AUTH_LEN (4 + 4 + RDX_BS_NONCE_LEN + RDX_BS_MAC_LEN)
-#define RDX_BS_REASON_MAX 256
+#define RDX_BS_REASON_MAX 512
 #define RDX_BS_ABORT_MAX (4 + RDX_BS_REASON_MAX)
+#define RDX_BS_STALL_MAX 256
 /* A connecting peer must finish the handshake this fast or be dropped, so a silent
  * stranger holds a slot for at most this long. */
 #define RDX_BS_HANDSHAKE_MS 2000
@@ -51,7 +52,8 @@ typedef enum {
     RDX_BS_MSG_ALLGATHER,
     RDX_BS_MSG_BCAST,
     RDX_BS_MSG_BARRIER,
-    RDX_BS_MSG_LAST = RDX_BS_MSG_BARRIER
+    RDX_BS_MSG_STALL, /* non-root -> root: what this rank waits in (rdx_bootstrap_report_stall) */
+    RDX_BS_MSG_LAST = RDX_BS_MSG_STALL
 } rdx_bs_msg_type_t;
 
 typedef enum {

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "src/comm.h"
+#include "src/comm_stall.h"
 #include "src/log.h"
 
 static uint64_t now_ns(void)
@@ -136,14 +137,21 @@ rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed)
     return RDX_SUCCESS;
 }
 
+/* The wait in comm's head timed out: a mismatch that exchanged no message (the ranks' stall
+ * reports differ, src/comm_stall.c), or a hang, reported with where the algorithm stands. */
 static rdx_status_t timeout_dump(rdx_comm_t *comm, uint64_t idle_ns)
 {
-    char label[160], where[256] = "";
+    char label[160], where[256] = "", hint[RDX_ERRMSG_MAX];
     rdx_request_t *r = comm->head;
     op_label(r, label, sizeof(label));
+    rdx_status_t verdict = rdx_comm_stall(comm, label, rdx_coll_kind_is_p2p(r->op.args.kind),
+                                          hint, sizeof(hint));
+    if (verdict != RDX_SUCCESS)
+        return comm_break(comm, verdict);
     r->op.algo->describe(&comm->ctx, &r->op, where, sizeof(where));
-    rdx_err(RDX_ERR_TIMEOUT, "no progress for %.1f s (RDX_TIMEOUT_MS=%ld): %s; %s; transport %s",
-            (double)idle_ns / 1e9, comm->settings.timeout_ms, label, where, comm->props.name);
+    rdx_err(RDX_ERR_TIMEOUT, "no progress for %.1f s (RDX_TIMEOUT_MS=%ld): %s; %s; transport %s%s",
+            (double)idle_ns / 1e9, comm->settings.timeout_ms, label, where, comm->props.name,
+            hint);
     return comm_break(comm, RDX_ERR_TIMEOUT);
 }
 

@@ -55,7 +55,7 @@ static hdr_model_t hdr_model(const uint8_t *b, size_t n, uint16_t *type, uint32_
         return HM_BAD;
     if (n >= 6 && fz_be16(b + 4) != RDX_BS_VERSION)
         return HM_BAD;
-    if (n >= 8 && (fz_be16(b + 6) < 1 || fz_be16(b + 6) > 9))
+    if (n >= 8 && (fz_be16(b + 6) < 1 || fz_be16(b + 6) > 10)) /* hello .. stall */
         return HM_BAD;
     if (n < RDX_BS_HDR_LEN)
         return HM_PARTIAL;
@@ -176,6 +176,7 @@ static void fz_bs_fini(fz_bs_t *f)
     close(f->sv[1]);
     free(f->bs.fds);
     free(f->bs.peer_addr);
+    free(f->bs.stalls);
 }
 
 /* The peer's whole stream goes into the socket at once (inputs are far below its buffer). */
@@ -379,6 +380,22 @@ static void fuzz_xfer(uint8_t p1, uint8_t p2, const uint8_t *s, size_t n)
 
 /* ---- mode 3: a client's handshake against a fuzzed root ------------------------------- */
 
+/* The status of a client's receive that failed on m (avail bytes, then EOF), expecting type
+ * ta or tb of at most max_len bytes (exactly need_len unless 0): a stream cut short is rank
+ * 0 gone (RDX_ERR_PEER_LOST), anything malformed a protocol error (RDX_ERR_BOOTSTRAP). */
+static rdx_status_t client_fail_model(const uint8_t *m, size_t avail, uint16_t ta, uint16_t tb,
+                                      uint32_t max_len, uint32_t need_len)
+{
+    uint16_t type = 0;
+    uint32_t len = 0;
+    if (avail < RDX_BS_HDR_LEN)
+        return RDX_ERR_PEER_LOST;
+    if (hdr_model(m, RDX_BS_HDR_LEN, &type, &len) != HM_OK || (type != ta && type != tb) ||
+        len > max_len || (need_len && len != need_len))
+        return RDX_ERR_BOOTSTRAP;
+    return avail < RDX_BS_HDR_LEN + len ? RDX_ERR_PEER_LOST : RDX_ERR_BOOTSTRAP;
+}
+
 static void fuzz_client(uint8_t p1, uint8_t p2, const uint8_t *in, size_t n)
 {
     enum { HELLO_MSG = RDX_BS_HDR_LEN + RDX_BS_NONCE_LEN,
@@ -417,7 +434,9 @@ static void fuzz_client(uint8_t p1, uint8_t p2, const uint8_t *in, size_t n)
     FZ_ASSERT(hello_ok == want_hello);
     FZ_ASSERT(retry == (n == 0));
     if (!hello_ok) {
-        FZ_ASSERT(st == RDX_ERR_BOOTSTRAP);
+        FZ_ASSERT(st == (n == 0 ? RDX_ERR_BOOTSTRAP
+                                : client_fail_model(s, n, RDX_BS_MSG_HELLO, RDX_BS_MSG_HELLO,
+                                                    RDX_BS_NONCE_LEN, RDX_BS_NONCE_LEN)));
         goto out;
     }
     FZ_ASSERT(memcmp(snonce, s + RDX_BS_HDR_LEN, RDX_BS_NONCE_LEN) == 0);
@@ -444,7 +463,8 @@ static void fuzz_client(uint8_t p1, uint8_t p2, const uint8_t *in, size_t n)
     if (want_ok)
         FZ_ASSERT(fz_unread(f.sv[0]) == n - HELLO_MSG - OK_MSG);
     else
-        FZ_ASSERT(st == RDX_ERR_BOOTSTRAP);
+        FZ_ASSERT(st == client_fail_model(r, n - HELLO_MSG, RDX_BS_MSG_AUTH_OK,
+                                          RDX_BS_MSG_REJECT, RDX_BS_REASON_MAX, 0));
 out:
     free(s);
     fz_bs_fini(&f);
@@ -464,14 +484,22 @@ static void fuzz_watch(uint8_t p1, uint8_t p2, const uint8_t *s, size_t n)
     rdx_status_t st = rdx_bootstrap_watch(&f.bs);
 
     /* The model: a complete, valid ABORT at the front is the peer's verdict (a status
-     * outside the enum means a lost peer); otherwise a close is a lost peer, and anything
-     * else (partial data, another message) is left alone for the collective to read. */
+     * outside the enum means a lost peer); at the root, a complete STALL is taken and kept
+     * (a close behind it is seen at the next poll); otherwise a close is a lost peer, and
+     * anything else (partial data, another message) is left alone for the collective. */
     uint16_t type = 0;
     uint32_t len = 0;
     size_t have = n < RDX_BS_HDR_LEN ? n : RDX_BS_HDR_LEN;
     int abort_msg = hdr_model(s, have, &type, &len) == HM_OK && type == RDX_BS_MSG_ABORT &&
                     len >= 4 && len <= RDX_BS_ABORT_MAX && n >= RDX_BS_HDR_LEN + len;
-    if (abort_msg) {
+    int stall_msg = root && hdr_model(s, have, &type, &len) == HM_OK &&
+                    type == RDX_BS_MSG_STALL && len <= RDX_BS_STALL_MAX &&
+                    n >= RDX_BS_HDR_LEN + len;
+    if (stall_msg) {
+        FZ_ASSERT(st == RDX_SUCCESS && f.bs.failed == RDX_SUCCESS);
+        FZ_ASSERT(fz_unread(f.sv[0]) == n - RDX_BS_HDR_LEN - len); /* just the STALL */
+        FZ_ASSERT(f.bs.stalls != NULL && strlen(f.bs.stalls[peer]) <= len);
+    } else if (abort_msg) {
         uint32_t code = fz_be32(s + RDX_BS_HDR_LEN);
         rdx_status_t want = code >= 1 && code <= RDX_ERR_INTERNAL ? (rdx_status_t)code
                                                                   : RDX_ERR_PEER_LOST;
