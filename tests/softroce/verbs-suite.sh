@@ -26,7 +26,7 @@ t() {
   timeout -k 10 "$T" "$@" > "$LOG/$name.log" 2>&1; rc=$?
   if [ $rc = 0 ]; then
     pass=$((pass + 1)); echo "PASS $name ($(el "$t0") s)"
-    grep -E '^(rank [0-9]+: OK: got|verbs_perf: )|coll_check: [0-9]+ cases passed|^fault_inject: .*passed' "$LOG/$name.log" |
+    grep -E '^(rank [0-9]+: OK: got|verbs_perf: )|coll_check: [0-9]+ cases passed|^(fault_inject|mismatch): .*passed' "$LOG/$name.log" |
       head -4 |
       sed 's/^/    /'
   else
@@ -125,6 +125,9 @@ fi
 # step of mixed collectives; every survivor must return RDX_ERR_PEER_LOST naming it (~3.3 s a
 # trial in the TCG guest: 50 trials ~165 s)
 T=300 t fault_inject env RDX_TRANSPORT=verbs "$TB/fault_inject" --trials 50 --max-step 40 --max-bytes 65536
+# Ranks calling different collectives, counts, dtypes, ops or roots: RDX_ERR_MISMATCH on every
+# rank, from the fingerprints or (different reduce roots) the stall reports at the timeout.
+T=300 t fault_mismatch env RDX_TRANSPORT=verbs "$TB/fault_mismatch" --ranks 3
 
 rm -rf "$LOG"
 echo "verbs-suite: $pass passed, $fail failed, $skip skipped in $(el "$T_SUITE") s"
