@@ -52,6 +52,8 @@ struct rdx_comm {
     int *peer_map;             /* split: my rank -> parent transport peer (ctx.peer_map) */
     rdx_status_t broken;       /* sticky: the first transport/peer/mismatch error */
     unsigned watch_polls;      /* rdx_test/rdx_progress polls without progress */
+    uint64_t poll_idle_ns;     /* when those polls last saw progress (0: they did at the last
+                                  look): RDX_TIMEOUT_MS applies to polling as to rdx_wait */
     char last_error[RDX_ERRMSG_MAX + 128];
 };
 

@@ -103,8 +103,10 @@ rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed)
     *progressed = false;
     if (comm->broken)
         return comm->broken;
-    if (!comm->head)
+    if (!comm->head) {
+        comm->poll_idle_ns = 0;
         return RDX_SUCCESS;
+    }
     if (comm->ctx.tp) {
         rdx_status_t st = comm->ctx.tp_ops->progress(comm->ctx.tp);
         if (st != RDX_SUCCESS)
@@ -134,6 +136,8 @@ rdx_status_t rdx_comm_progress(rdx_comm_t *comm, bool *progressed)
             comm->tail = NULL;
         r->next = NULL;
     }
+    if (*progressed) /* rdx_wait's moves count for the pollers' clock too */
+        comm->poll_idle_ns = 0;
     return RDX_SUCCESS;
 }
 
@@ -466,6 +470,21 @@ rdx_status_t rdx_ibarrier(rdx_comm_t *comm, rdx_request_t **req)
                             ARGS(RDX_COLL_BARRIER, NULL, NULL, 0, RDX_UINT8, RDX_SUM, -1), req);
 }
 
+/* After a poll (rdx_test, rdx_progress) that found comm's head still running: every 64th
+ * poll without progress reads the clock (a syscall in some VMs) and looks at the watchdog;
+ * RDX_TIMEOUT_MS without progress across polls is the same timeout as in rdx_wait. */
+static rdx_status_t comm_poll_idle(rdx_comm_t *comm, bool progressed)
+{
+    if (progressed || (++comm->watch_polls & 63) != 0)
+        return RDX_SUCCESS;
+    uint64_t now = now_ns(), timeout_ns = (uint64_t)comm->settings.timeout_ms * 1000000u;
+    if (comm->poll_idle_ns == 0)
+        comm->poll_idle_ns = now;
+    else if (now - comm->poll_idle_ns > timeout_ns)
+        return timeout_dump(comm, now - comm->poll_idle_ns);
+    return comm_watch(comm);
+}
+
 rdx_status_t rdx_test(rdx_request_t *req, int *done)
 {
     if (!req || !done)
@@ -473,9 +492,8 @@ rdx_status_t rdx_test(rdx_request_t *req, int *done)
     if (!req->done) {
         bool progressed;
         (void)rdx_comm_progress(req->comm, &progressed);
-        /* every 64th idle poll: the watchdog reads the clock (a syscall in some VMs) */
-        if (!req->done && !progressed && (++req->comm->watch_polls & 63) == 0)
-            (void)comm_watch(req->comm);
+        if (!req->done && req->comm->head)
+            (void)comm_poll_idle(req->comm, progressed);
     }
     *done = req->done;
     return req->done ? req->status : RDX_SUCCESS;
@@ -496,8 +514,8 @@ rdx_status_t rdx_progress(rdx_comm_t *comm)
         return RDX_ERR_INVALID_ARG;
     bool progressed;
     rdx_status_t st = rdx_comm_progress(comm, &progressed);
-    if (st == RDX_SUCCESS && !progressed && comm->head && (++comm->watch_polls & 63) == 0)
-        st = comm_watch(comm);
+    if (st == RDX_SUCCESS && comm->head)
+        st = comm_poll_idle(comm, progressed);
     return st;
 }
 

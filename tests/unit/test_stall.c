@@ -197,3 +197,49 @@ Test(stall, timeout_names_the_rank_that_never_came, .timeout = 30)
     /* the root's wait for reports (a quarter of the timeout) adds little */
     cr_assert(g_eres[0].ms < 2500, "rank 0 took %.0f ms", g_eres[0].ms);
 }
+
+/* Rank 0 polls an iallreduce with rdx_test (as the trainer does during backward); rank 1 is
+ * "computing" for 3 s: RDX_TIMEOUT_MS (1000) applies to polling as to rdx_wait. */
+static int rank_polls(int rank, void *arg)
+{
+    (void)arg;
+    setenv("RDX_TIMEOUT_MS", "1000", 1);
+    rdx_comm_t *comm;
+    if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS)
+        return 3;
+    float x[8] = {0};
+    eres_t *me = &g_eres[rank];
+    uint64_t t0 = fl_now_ns();
+    if (rank == 0) {
+        rdx_request_t *req;
+        int done = 0;
+        me->st = rdx_iallreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM, &req);
+        while (me->st == RDX_SUCCESS && !done && fl_now_ns() - t0 < 10000000000ull) {
+            me->st = rdx_test(req, &done);
+            fl_sleep_us(200);
+        }
+        if (done)
+            (void)rdx_wait(req);
+    } else {
+        fl_sleep_us(3000000);
+        me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
+    }
+    me->ms = (double)(fl_now_ns() - t0) / 1e6;
+    snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
+    me->st_destroy = rdx_comm_destroy(comm);
+    return 0;
+}
+
+Test(stall, polling_times_out_like_waiting, .timeout = 30)
+{
+    int n = 2;
+    g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
+    fl_job_t job;
+    fl_spawn(&job, n, rank_polls, &n);
+    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+    const eres_t *x = &g_eres[0];
+    cr_assert_eq(x->st, RDX_ERR_TIMEOUT, "%s: %s", rdx_strerror(x->st), x->msg);
+    cr_assert(strstr(x->msg, "no progress for") && strstr(x->msg, "rank 1 reported no stall"),
+              "%s", x->msg);
+    cr_assert(x->ms > 900 && x->ms < 2900, "rank 0 took %.0f ms", x->ms);
+}
