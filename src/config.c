@@ -37,7 +37,7 @@ static const cfg_row_t k_rows[] = {
      P_CHOICE, OFF(transport), 0, 0, k_transports},
     {"RDX_LOG", "warn", "log level: error, warn, info, debug, trace", P_CHOICE, OFF(log_level),
      0, 0, k_levels},
-    {"RDX_TIMEOUT_MS", "300000", "deadline of every blocking wait (collective, rdx_wait), ms",
+    {"RDX_TIMEOUT_MS", "300000", "deadline without progress of every wait (blocking collective, rdx_wait, polling with rdx_test/rdx_progress), ms",
      P_LONG, OFF(timeout_ms), 1, 86400000L, NULL},
     {"RDX_CONNECT_TIMEOUT_MS", "60000", "deadline of rendezvous and connection set-up, ms",
      P_LONG, OFF(connect_timeout_ms), 1, 86400000L, NULL},

@@ -172,9 +172,11 @@ RDX_API rdx_status_t rdx_isend(rdx_comm_t *comm, const void *buf, size_t count,
 RDX_API rdx_status_t rdx_irecv(rdx_comm_t *comm, void *buf, size_t count, rdx_dtype_t dtype,
                                int peer, rdx_request_t **req);
 
-/* *done = 1 once complete (the request is still valid until rdx_wait or rdx_request_free). */
+/* *done = 1 once complete (the request is still valid until rdx_wait or rdx_request_free).
+ * RDX_TIMEOUT_MS without progress across polls (rdx_test, rdx_progress) fails the request
+ * with RDX_ERR_TIMEOUT, as rdx_wait does. */
 RDX_API rdx_status_t rdx_test(rdx_request_t *req, int *done);
-/* Waits for completion and frees req. */
+/* Waits for completion (at most RDX_TIMEOUT_MS without progress) and frees req. */
 RDX_API rdx_status_t rdx_wait(rdx_request_t *req);
 /* Drives outstanding nonblocking operations of comm without waiting. */
 RDX_API rdx_status_t rdx_progress(rdx_comm_t *comm);
