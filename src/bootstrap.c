@@ -1828,28 +1828,46 @@ void rdx_bootstrap_report_stall(rdx_bootstrap_t *bs, const char *report)
     (void)w;
 }
 
-static int bs_stalls_in(const rdx_bootstrap_t *bs)
+/* The bootstrap collective ("barrier", ...) whose message from rank r waits unread at the
+ * root, or NULL: a rank that sent no STALL may be waiting there instead. */
+static const char *bs_pending_collective(const rdx_bootstrap_t *bs, int r)
+{
+    uint8_t raw[RDX_BS_HDR_LEN];
+    rdx_bs_hdr_t h;
+    ssize_t n = recv(bs->fds[r], raw, sizeof(raw), MSG_PEEK | MSG_DONTWAIT);
+    if (n != (ssize_t)sizeof(raw) || rdx_bs_hdr_decode(raw, sizeof(raw), &h) != RDX_BS_WIRE_OK)
+        return NULL;
+    bool coll = h.type == RDX_BS_MSG_BARRIER || h.type == RDX_BS_MSG_ALLGATHER ||
+                h.type == RDX_BS_MSG_BCAST;
+    return coll ? rdx_bs_msg_name(h.type) : NULL;
+}
+
+/* Fills reports/pending for ranks 1..size-1; returns how many ranks are accounted for. */
+static int bs_stalls_in(const rdx_bootstrap_t *bs, const char **reports, const char **pending)
 {
     int got = 0;
-    for (int r = 1; bs->stalls != NULL && r < bs->size; r++)
-        got += bs->stalls[r][0] != 0;
+    for (int r = 1; r < bs->size; r++) {
+        reports[r] = bs->stalls != NULL && bs->stalls[r][0] ? bs->stalls[r] : NULL;
+        pending[r] = reports[r] || bs->fds[r] < 0 ? NULL : bs_pending_collective(bs, r);
+        got += reports[r] != NULL || pending[r] != NULL;
+    }
     return got;
 }
 
 rdx_status_t rdx_bootstrap_stall_reports(rdx_bootstrap_t *bs, long wait_ms,
-                                         const char **reports)
+                                         const char **reports, const char **pending)
 {
     if (bs == NULL || bs->rank != 0)
         return rdx_err(RDX_ERR_INTERNAL, "bootstrap stall reports: not the root");
     long end = rdx_net_now_ms() + wait_ms;
     rdx_status_t st = RDX_SUCCESS;
-    while (st == RDX_SUCCESS && bs_stalls_in(bs) < bs->size - 1 && rdx_net_now_ms() < end) {
+    while (st == RDX_SUCCESS && bs_stalls_in(bs, reports, pending) < bs->size - 1 &&
+           rdx_net_now_ms() < end) {
         bs->watch_ms = 0; /* no rate limit here */
         if ((st = rdx_bootstrap_watch(bs)) == RDX_SUCCESS)
             poll(NULL, 0, 1);
     }
-    for (int r = 1; r < bs->size; r++)
-        reports[r] = bs->stalls != NULL && bs->stalls[r][0] ? bs->stalls[r] : NULL;
+    bs_stalls_in(bs, reports, pending);
     return st;
 }
 

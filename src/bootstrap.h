@@ -57,11 +57,13 @@ rdx_status_t rdx_bootstrap_verdict(rdx_bootstrap_t *bs, long wait_ms);
 /* Stall reports (src/comm_stall.c): a non-root whose wait timed out tells the root what it
  * waits in (text, at most 256 bytes; best effort, never blocks). The root keeps each rank's
  * report; rdx_bootstrap_stall_reports (root only) waits up to wait_ms until every other
- * rank has reported, watching for failures meanwhile, and fills reports[1..size-1] (NULL:
- * no report). Returns RDX_SUCCESS, or the failure seen while waiting. */
+ * rank has reported or waits in a bootstrap collective, watching for failures meanwhile,
+ * and fills reports[1..size-1] (NULL: no report) and pending[1..size-1] (for a rank without
+ * a report: the bootstrap collective its unread message belongs to, "barrier" for
+ * rdx_comm_destroy, else NULL). Returns RDX_SUCCESS, or the failure seen while waiting. */
 void rdx_bootstrap_report_stall(rdx_bootstrap_t *bs, const char *report);
 rdx_status_t rdx_bootstrap_stall_reports(rdx_bootstrap_t *bs, long wait_ms,
-                                         const char **reports);
+                                         const char **reports, const char **pending);
 /* Tells every rank (through the root) that this one failed with st because of reason
  * ("rank R: ..."); the bootstrap is unusable afterwards. No-op if it already failed. */
 void rdx_bootstrap_abort(rdx_bootstrap_t *bs, rdx_status_t st, const char *reason);

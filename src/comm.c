@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "src/comm_split.h"
+#include "src/comm_stall.h"
 #include "src/host.h"
 #include "src/log.h"
 #include "src/reduce.h"
@@ -338,6 +339,10 @@ rdx_status_t rdx_comm_destroy(rdx_comm_t *comm)
      * broken communicator skips it (the peers may be gone). */
     if (!comm->broken && !comm->head && comm->bs && comm->size > 1 &&
         rdx_bootstrap_failed(comm->bs) == RDX_SUCCESS) {
+        /* Longer than RDX_TIMEOUT_MS: ranks still waiting in a collective this rank skipped
+         * time out first, and rank 0's stall verdict (a mismatch) should reach us. */
+        rdx_bootstrap_set_timeout(comm->bs, comm->settings.timeout_ms +
+                                                3 * rdx_comm_stall_wait_ms(comm) + 500);
         rdx_status_t bst = rdx_bootstrap_barrier(comm->bs);
         if (bst != RDX_SUCCESS)
             st = rdx_comm_fail(comm, "rdx_comm_destroy", bst);

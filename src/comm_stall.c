@@ -20,9 +20,15 @@
  * waiting in rdx: computing, or blocked outside it). PyTorch's NCCL "desync debug" does
  * the same through its store.
  *
+ * A rank that sends no report may be waiting in a bootstrap collective instead: rank 0
+ * finds its message unread (a BARRIER: the rank is in rdx_comm_destroy, the classic hang of
+ * a rank that ran out of batches first). That is a mismatch too, named as such.
+ *
  * The ranks' idle clocks start when each entered the stuck call, so reports arrive spread
  * by that skew: the root waits STALL_WAIT (a quarter of RDX_TIMEOUT_MS, 100 ms..5 s), the
- * others wait twice that for its verdict, then report their own timeout as before.
+ * others wait twice that for its verdict, then report their own timeout as before; the
+ * barrier of rdx_comm_destroy waits that much longer than RDX_TIMEOUT_MS, so the verdict
+ * reaches it before its own deadline.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +44,14 @@
 
 typedef struct stall_rank {
     bool ok;           /* the rank's report parsed */
-    bool p2p;          /* it waits in rdx_send/rdx_recv */
+    char kind;         /* 'c' collective, 'p' rdx_send/rdx_recv, 'b' bootstrap collective */
     bool done, pick;   /* grouping scratch */
     unsigned id;       /* communicator */
     const char *label; /* the call: "reduce #4 (float32 sum count 1000 root 2)" */
 } stall_rank_t;
 
-/* Report text: "<comm id, 8 hex> <c|p> <call label>" (p: a point-to-point call). */
+/* Report text: "<comm id, 8 hex> <kind> <call label>", kind c (collective), p (point-to-point)
+ * or b (a bootstrap collective: rank 0 found the rank's message waiting, it sent no report). */
 static void stall_report(const rdx_comm_t *comm, const char *label, bool p2p, char *buf,
                          size_t len)
 {
@@ -52,16 +59,24 @@ static void stall_report(const rdx_comm_t *comm, const char *label, bool p2p, ch
 }
 
 /* The parts of a report; false if it is not one (a peer's text is checked, not trusted). */
-static bool stall_parse(const char *rep, unsigned *comm_id, bool *p2p, const char **label)
+static bool stall_parse(const char *rep, unsigned *comm_id, char *kind, const char **label)
 {
-    char kind;
     int used = 0;
-    if (rep == NULL || sscanf(rep, "%8x %c %n", comm_id, &kind, &used) != 2 || used == 0 ||
-        (kind != 'c' && kind != 'p'))
+    if (rep == NULL || sscanf(rep, "%8x %c %n", comm_id, kind, &used) != 2 || used == 0 ||
+        (*kind != 'c' && *kind != 'p' && *kind != 'b'))
         return false;
-    *p2p = kind == 'p';
     *label = rep + used;
     return true;
+}
+
+/* Whether ranks q and r, waiting in different calls, show a mismatch: in one communicator
+ * (unless both are point-to-point: a send/recv cycle is a deadlock), or one of them in a
+ * bootstrap collective (rdx_comm_destroy while the others still call collectives). */
+static bool stall_differ_is_mismatch(const stall_rank_t *q, const stall_rank_t *r)
+{
+    if (q->kind == 'b' || r->kind == 'b')
+        return true;
+    return q->id == r->id && !(q->kind == 'p' && r->kind == 'p');
 }
 
 /* Appends "rank 3" or "ranks 0-2, 5, 7-8" (the ranks r with pick[r]) to out at *used. */
@@ -105,15 +120,13 @@ rdx_status_t rdx_stall_verdict(int n, const char *const *reports, char *out, siz
         return RDX_SUCCESS; /* no verdict: the plain timeout stands */
     bool mismatch = false, split = false, missing = false;
     for (int r = 0; r < n; r++) {
-        x[r].ok = stall_parse(reports[r], &x[r].id, &x[r].p2p, &x[r].label);
+        x[r].ok = stall_parse(reports[r], &x[r].id, &x[r].kind, &x[r].label);
         missing |= !x[r].ok;
         for (int q = 0; q < r && x[r].ok; q++) {
             if (!x[q].ok || strcmp(x[q].label, x[r].label) == 0)
                 continue;
-            if (x[q].id != x[r].id)
-                split = true;
-            else if (!(x[q].p2p && x[r].p2p))
-                mismatch = true;
+            split |= x[q].id != x[r].id && x[q].kind != 'b' && x[r].kind != 'b';
+            mismatch |= stall_differ_is_mismatch(&x[q], &x[r]);
         }
     }
     /* One group per distinct report: "ranks 0-1 wait in X; rank 2 waits in Y". */
@@ -132,7 +145,7 @@ rdx_status_t rdx_stall_verdict(int n, const char *const *reports, char *out, siz
         append_ranks(out, len, &used, x, n);
         used += (size_t)snprintf(out + used, len - used, " wait%s in %s", k > 1 ? "" : "s",
                                  x[r].label);
-        if (split && used < len)
+        if (split && x[r].kind != 'b' && used < len)
             used += (size_t)snprintf(out + used, len - used, " on communicator %08x", x[r].id);
         if (used >= len)
             used = len - 1;
@@ -160,7 +173,7 @@ static bool comm_has_root(const rdx_comm_t *comm)
     return false;
 }
 
-static long stall_wait_ms(const rdx_comm_t *comm)
+long rdx_comm_stall_wait_ms(const rdx_comm_t *comm)
 {
     long w = comm->settings.timeout_ms / 4;
     return w < STALL_WAIT_MIN_MS ? STALL_WAIT_MIN_MS : w > STALL_WAIT_MAX_MS ? STALL_WAIT_MAX_MS : w;
@@ -168,15 +181,29 @@ static long stall_wait_ms(const rdx_comm_t *comm)
 
 /* The root's side: collect, compare, and either abort the job with the mismatch or leave
  * who-waits-where in hint for its own timeout message. */
+/* What a rank without a report is doing, from the bootstrap message rank 0 found waiting. */
+static const char *stall_pending_report(const char *pending)
+{
+    if (pending == NULL)
+        return NULL;
+    if (strcmp(pending, "barrier") == 0)
+        return "00000000 b rdx_comm_destroy (its closing barrier)";
+    return strcmp(pending, "allgather") == 0 ? "00000000 b rdx_comm_init (bootstrap allgather)"
+                                             : "00000000 b rdx_comm_init (bootstrap bcast)";
+}
+
 static rdx_status_t stall_judge(rdx_comm_t *comm, rdx_bootstrap_t *bs, const char *mine,
                                 char *hint, size_t hint_len)
 {
     int n = rdx_bootstrap_size(bs);
-    const char **reports = calloc((size_t)n, sizeof(*reports));
+    const char **reports = calloc(2 * (size_t)n, sizeof(*reports)), **pending = reports + n;
     if (reports == NULL)
         return RDX_SUCCESS; /* the plain timeout still stands */
-    rdx_status_t st = rdx_bootstrap_stall_reports(bs, stall_wait_ms(comm), reports);
+    rdx_status_t st = rdx_bootstrap_stall_reports(bs, rdx_comm_stall_wait_ms(comm), reports, pending);
     reports[0] = mine;
+    for (int r = 1; r < n; r++)
+        if (reports[r] == NULL)
+            reports[r] = stall_pending_report(pending[r]);
     char who[RDX_ERRMSG_MAX - 96];
     bool mismatch = st == RDX_SUCCESS &&
                     rdx_stall_verdict(n, reports, who, sizeof(who)) == RDX_ERR_MISMATCH;
@@ -211,5 +238,5 @@ rdx_status_t rdx_comm_stall(rdx_comm_t *comm, const char *label, bool p2p, char 
     if (rdx_bootstrap_rank(bs) == 0)
         return stall_judge(comm, bs, mine, hint, hint_len);
     rdx_bootstrap_report_stall(bs, mine);
-    return rdx_bootstrap_verdict(bs, 2 * stall_wait_ms(comm) + 200);
+    return rdx_bootstrap_verdict(bs, 2 * rdx_comm_stall_wait_ms(comm) + 200);
 }

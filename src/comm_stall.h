@@ -21,9 +21,14 @@ rdx_status_t rdx_comm_stall(struct rdx_comm *comm, const char *label, bool p2p, 
                             size_t hint_len);
 
 /* The root's comparison, on its own for tests: reports[r] is rank r's report text ("<comm
- * id hex> <c|p> <label>", NULL if none). Writes who waits where into out ("ranks 0-1 wait
- * in X; rank 2 waits in Y; rank 3 reported no stall ..."). RDX_ERR_MISMATCH if two ranks of
- * one communicator wait in different calls (not both point-to-point), else RDX_SUCCESS. */
+ * id hex> <c|p|b> <label>": collective, point-to-point, bootstrap collective; NULL if none).
+ * Writes who waits where into out ("ranks 0-1 wait in X; rank 2 waits in Y; rank 3 reported
+ * no stall ..."). RDX_ERR_MISMATCH if two ranks of one communicator wait in different calls
+ * (not both point-to-point) or one waits in a bootstrap collective, else RDX_SUCCESS. */
 rdx_status_t rdx_stall_verdict(int n, const char *const *reports, char *out, size_t len);
+
+/* How long rank 0 collects reports (a quarter of RDX_TIMEOUT_MS, 0.1-5 s); a non-root waits
+ * twice that for the verdict. */
+long rdx_comm_stall_wait_ms(const struct rdx_comm *comm);
 
 #endif

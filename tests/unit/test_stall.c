@@ -77,6 +77,15 @@ Test(stall, point_to_point_cycles_are_a_deadlock_not_a_mismatch, .timeout = 5)
     cr_assert_eq(verdict(2, mixed, out), RDX_ERR_MISMATCH, "%s", out);
 }
 
+Test(stall, a_rank_in_rdx_comm_destroy_is_a_mismatch, .timeout = 5)
+{
+    const char *rep[] = {R0, R0, "00000000 b rdx_comm_destroy (its closing barrier)"};
+    char out[512];
+    cr_assert_eq(verdict(3, rep, out), RDX_ERR_MISMATCH);
+    cr_assert_str_eq(out, "ranks 0, 1 wait in reduce #4 (float32 sum count 1000 root 0); "
+                          "rank 2 waits in rdx_comm_destroy (its closing barrier)");
+}
+
 Test(stall, output_is_bounded, .timeout = 5)
 {
     enum { N = 300 };
@@ -100,8 +109,9 @@ typedef struct sres {
 
 static sres_t *g_res;
 
-/* Ranks 1 and 2 report (rank 2 twice: the later one counts), rank 3 does not; rank 0
- * collects for 300 ms, then all meet in a barrier (the STALLs must not disturb it). */
+/* Ranks 1 and 2 report, rank 3 goes straight into a barrier; rank 0 collects (up to 300 ms:
+ * until every rank reported or waits in a bootstrap collective), then joins the barrier
+ * (the STALLs must not disturb it). */
 static int rank_reports(int rank, void *arg)
 {
     int n = *(int *)arg;
@@ -114,15 +124,15 @@ static int rank_reports(int rank, void *arg)
     sres_t *me = &g_res[rank];
     if (rank == 1)
         rdx_bootstrap_report_stall(bs, "0000000a c allreduce #1 (x)");
-    if (rank == 2) {
-        rdx_bootstrap_report_stall(bs, "first");
+    if (rank == 2)
         rdx_bootstrap_report_stall(bs, "0000000a c allreduce #2 (x)");
-    }
     if (rank == 0) {
-        const char *rep[4] = {0};
-        me->st = rdx_bootstrap_stall_reports(bs, 300, rep);
+        const char *rep[4] = {0}, *pending[4] = {0};
+        me->st = rdx_bootstrap_stall_reports(bs, 300, rep, pending);
         for (int r = 1; r < n; r++)
-            snprintf(me->got[r], sizeof(me->got[r]), "%s", rep[r] ? rep[r] : "(none)");
+            snprintf(me->got[r], sizeof(me->got[r]), "%s", rep[r]       ? rep[r]
+                                                           : pending[r] ? pending[r]
+                                                                        : "(none)");
     }
     if (me->st == RDX_SUCCESS)
         me->st = rdx_bootstrap_barrier(bs);
@@ -141,7 +151,7 @@ Test(stall, reports_reach_the_root_and_leave_the_streams_in_step, .timeout = 30)
         cr_assert_eq(g_res[r].st, RDX_SUCCESS, "rank %d: %s", r, rdx_strerror(g_res[r].st));
     cr_assert_str_eq(g_res[0].got[1], "0000000a c allreduce #1 (x)");
     cr_assert_str_eq(g_res[0].got[2], "0000000a c allreduce #2 (x)");
-    cr_assert_str_eq(g_res[0].got[3], "(none)");
+    cr_assert_str_eq(g_res[0].got[3], "barrier"); /* its message waits unread at rank 0 */
 }
 
 /* ---- end to end: a rank that never comes ------------------------------------------------- */
@@ -242,4 +252,45 @@ Test(stall, polling_times_out_like_waiting, .timeout = 30)
     cr_assert(strstr(x->msg, "no progress for") && strstr(x->msg, "rank 1 reported no stall"),
               "%s", x->msg);
     cr_assert(x->ms > 900 && x->ms < 2900, "rank 0 took %.0f ms", x->ms);
+}
+
+/* Uneven data: rank 2 runs out of batches one step early and calls rdx_comm_destroy while
+ * ranks 0 and 1 still allreduce (the classic data-parallel hang). RDX_TIMEOUT_MS=1000. */
+static int rank_leaves_early(int rank, void *arg)
+{
+    (void)arg;
+    setenv("RDX_TIMEOUT_MS", "1000", 1);
+    rdx_comm_t *comm;
+    if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS)
+        return 3;
+    float x[8] = {0};
+    eres_t *me = &g_eres[rank];
+    uint64_t t0 = fl_now_ns();
+    me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
+    if (me->st == RDX_SUCCESS && rank != 2)
+        me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
+    snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
+    me->st_destroy = rdx_comm_destroy(comm);
+    me->ms = (double)(fl_now_ns() - t0) / 1e6;
+    if (rank == 2)
+        snprintf(me->msg, sizeof(me->msg), "%s", rdx_err_last());
+    return 0;
+}
+
+Test(stall, a_rank_that_left_early_is_a_mismatch_naming_it, .timeout = 30)
+{
+    int n = 3;
+    g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
+    fl_job_t job;
+    fl_spawn(&job, n, rank_leaves_early, &n);
+    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+    for (int r = 0; r < n; r++) {
+        const eres_t *x = &g_eres[r];
+        int st = r == 2 ? x->st_destroy : x->st;
+        cr_assert_eq(st, RDX_ERR_MISMATCH, "rank %d: %s: %s", r, rdx_strerror(st), x->msg);
+        cr_assert(strstr(x->msg, "ranks 0, 1 wait in allreduce #1") &&
+                      strstr(x->msg, "rank 2 waits in rdx_comm_destroy"),
+                  "rank %d: %s", r, x->msg);
+        cr_assert(x->ms < 4000, "rank %d took %.0f ms", r, x->ms);
+    }
 }
