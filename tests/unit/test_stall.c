@@ -154,46 +154,62 @@ Test(stall, reports_reach_the_root_and_leave_the_streams_in_step, .timeout = 30)
     cr_assert_str_eq(g_res[0].got[3], "barrier"); /* its message waits unread at rank 0 */
 }
 
-/* ---- end to end: a rank that never comes ------------------------------------------------- */
+/* ---- end to end: real communicators, RDX_TIMEOUT_MS=1000 ----------------------------------- */
 
 typedef struct eres {
-    int st, st_destroy;
-    double ms;
-    char msg[1024];
+    int st, st_destroy; /* the rank's calls; its rdx_comm_destroy */
+    double ms;          /* from the first call to the end of rdx_comm_destroy */
+    char msg[1024];     /* the calls' error, or rdx_comm_destroy's if they succeeded */
 } eres_t;
 
 static eres_t *g_eres;
 
-/* Ranks 0 and 1 allreduce; rank 2 is "computing" for 3 s first (RDX_TIMEOUT_MS=1000). */
+static rdx_comm_t *eres_init(void)
+{
+    setenv("RDX_TIMEOUT_MS", "1000", 1);
+    rdx_comm_t *comm;
+    return rdx_comm_init(&comm, NULL) == RDX_SUCCESS ? comm : NULL;
+}
+
+/* Records the rank's message, destroys comm, and the time since t0. */
+static int eres_finish(rdx_comm_t *comm, eres_t *me, uint64_t t0)
+{
+    snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
+    me->st_destroy = rdx_comm_destroy(comm);
+    if (me->st == RDX_SUCCESS)
+        snprintf(me->msg, sizeof(me->msg), "%s", rdx_err_last());
+    me->ms = (double)(fl_now_ns() - t0) / 1e6;
+    return 0;
+}
+
+/* Runs fn on n ranks (real processes) with fresh results; a hang fails the test. */
+static void eres_run(int n, int (*fn)(int rank, void *arg))
+{
+    g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
+    fl_job_t job;
+    fl_spawn(&job, n, fn, &n);
+    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+}
+
+/* Ranks 0 and 1 allreduce; rank 2 is "computing" for 3 s first. */
 static int rank_absent(int rank, void *arg)
 {
     (void)arg;
-    setenv("RDX_TIMEOUT_MS", "1000", 1);
-    rdx_comm_t *comm;
-    if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS)
+    rdx_comm_t *comm = eres_init();
+    if (comm == NULL)
         return 3;
     float x[8] = {0};
     uint64_t t0 = fl_now_ns();
     if (rank == 2)
         fl_sleep_us(3000000);
-    eres_t *me = &g_eres[rank];
-    me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
-    me->ms = (double)(fl_now_ns() - t0) / 1e6;
-    snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
-    me->st_destroy = rdx_comm_destroy(comm);
-    if (me->st == RDX_SUCCESS)
-        snprintf(me->msg, sizeof(me->msg), "%s", rdx_err_last());
-    return 0;
+    g_eres[rank].st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
+    return eres_finish(comm, &g_eres[rank], t0);
 }
 
 Test(stall, timeout_names_the_rank_that_never_came, .timeout = 30)
 {
-    int n = 3;
-    g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
-    fl_job_t job;
-    fl_spawn(&job, n, rank_absent, &n);
-    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
-    for (int r = 0; r < n; r++) {
+    eres_run(3, rank_absent);
+    for (int r = 0; r < 3; r++) {
         const eres_t *x = &g_eres[r];
         /* Rank 2 may complete its allreduce from what the others sent before they gave up
          * (a correct result: every contribution was in); it then learns at its next call. */
@@ -209,13 +225,12 @@ Test(stall, timeout_names_the_rank_that_never_came, .timeout = 30)
 }
 
 /* Rank 0 polls an iallreduce with rdx_test (as the trainer does during backward); rank 1 is
- * "computing" for 3 s: RDX_TIMEOUT_MS (1000) applies to polling as to rdx_wait. */
+ * "computing" for 3 s: RDX_TIMEOUT_MS applies to polling as to rdx_wait. */
 static int rank_polls(int rank, void *arg)
 {
     (void)arg;
-    setenv("RDX_TIMEOUT_MS", "1000", 1);
-    rdx_comm_t *comm;
-    if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS)
+    rdx_comm_t *comm = eres_init();
+    if (comm == NULL)
         return 3;
     float x[8] = {0};
     eres_t *me = &g_eres[rank];
@@ -234,19 +249,12 @@ static int rank_polls(int rank, void *arg)
         fl_sleep_us(3000000);
         me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
     }
-    me->ms = (double)(fl_now_ns() - t0) / 1e6;
-    snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
-    me->st_destroy = rdx_comm_destroy(comm);
-    return 0;
+    return eres_finish(comm, me, t0);
 }
 
 Test(stall, polling_times_out_like_waiting, .timeout = 30)
 {
-    int n = 2;
-    g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
-    fl_job_t job;
-    fl_spawn(&job, n, rank_polls, &n);
-    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
+    eres_run(2, rank_polls);
     const eres_t *x = &g_eres[0];
     cr_assert_eq(x->st, RDX_ERR_TIMEOUT, "%s: %s", rdx_strerror(x->st), x->msg);
     cr_assert(strstr(x->msg, "no progress for") && strstr(x->msg, "rank 1 reported no stall"),
@@ -255,13 +263,12 @@ Test(stall, polling_times_out_like_waiting, .timeout = 30)
 }
 
 /* Uneven data: rank 2 runs out of batches one step early and calls rdx_comm_destroy while
- * ranks 0 and 1 still allreduce (the classic data-parallel hang). RDX_TIMEOUT_MS=1000. */
+ * ranks 0 and 1 still allreduce (the classic data-parallel hang). */
 static int rank_leaves_early(int rank, void *arg)
 {
     (void)arg;
-    setenv("RDX_TIMEOUT_MS", "1000", 1);
-    rdx_comm_t *comm;
-    if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS)
+    rdx_comm_t *comm = eres_init();
+    if (comm == NULL)
         return 3;
     float x[8] = {0};
     eres_t *me = &g_eres[rank];
@@ -269,22 +276,13 @@ static int rank_leaves_early(int rank, void *arg)
     me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
     if (me->st == RDX_SUCCESS && rank != 2)
         me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
-    snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
-    me->st_destroy = rdx_comm_destroy(comm);
-    me->ms = (double)(fl_now_ns() - t0) / 1e6;
-    if (rank == 2)
-        snprintf(me->msg, sizeof(me->msg), "%s", rdx_err_last());
-    return 0;
+    return eres_finish(comm, me, t0);
 }
 
 Test(stall, a_rank_that_left_early_is_a_mismatch_naming_it, .timeout = 30)
 {
-    int n = 3;
-    g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
-    fl_job_t job;
-    fl_spawn(&job, n, rank_leaves_early, &n);
-    cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
-    for (int r = 0; r < n; r++) {
+    eres_run(3, rank_leaves_early);
+    for (int r = 0; r < 3; r++) {
         const eres_t *x = &g_eres[r];
         int st = r == 2 ? x->st_destroy : x->st;
         cr_assert_eq(st, RDX_ERR_MISMATCH, "rank %d: %s: %s", r, rdx_strerror(st), x->msg);
