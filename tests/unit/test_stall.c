@@ -164,16 +164,20 @@ typedef struct eres {
 
 static eres_t *g_eres;
 
-static rdx_comm_t *eres_init(void)
+/* What a rank does on its communicator; returns the status of its calls. */
+typedef rdx_status_t (*eres_body_t)(rdx_comm_t *comm, int rank);
+static eres_body_t g_body;
+
+static int eres_rank(int rank, void *arg)
 {
+    (void)arg;
     setenv("RDX_TIMEOUT_MS", "1000", 1);
     rdx_comm_t *comm;
-    return rdx_comm_init(&comm, NULL) == RDX_SUCCESS ? comm : NULL;
-}
-
-/* Records the rank's message, destroys comm, and the time since t0. */
-static int eres_finish(rdx_comm_t *comm, eres_t *me, uint64_t t0)
-{
+    if (rdx_comm_init(&comm, NULL) != RDX_SUCCESS)
+        return 3;
+    eres_t *me = &g_eres[rank];
+    uint64_t t0 = fl_now_ns();
+    me->st = g_body(comm, rank);
     snprintf(me->msg, sizeof(me->msg), "%s", rdx_comm_last_error(comm));
     me->st_destroy = rdx_comm_destroy(comm);
     if (me->st == RDX_SUCCESS)
@@ -182,33 +186,29 @@ static int eres_finish(rdx_comm_t *comm, eres_t *me, uint64_t t0)
     return 0;
 }
 
-/* Runs fn on n ranks (real processes) with fresh results; a hang fails the test. */
-static void eres_run(int n, int (*fn)(int rank, void *arg))
+/* Runs body on n ranks (real processes) with fresh results; a hang fails the test. */
+static void eres_run(int n, eres_body_t body)
 {
     g_eres = fl_shared(sizeof(eres_t) * FL_MAX_RANKS);
+    g_body = body;
     fl_job_t job;
-    fl_spawn(&job, n, fn, &n);
+    fl_spawn(&job, n, eres_rank, &n);
     cr_assert_eq(fl_wait(&job, fl_now_ns() + 20000000000ull), 0, "a rank hung");
 }
 
+static float g_x[8];
+
 /* Ranks 0 and 1 allreduce; rank 2 is "computing" for 3 s first. */
-static int rank_absent(int rank, void *arg)
+static rdx_status_t absent_body(rdx_comm_t *comm, int rank)
 {
-    (void)arg;
-    rdx_comm_t *comm = eres_init();
-    if (comm == NULL)
-        return 3;
-    float x[8] = {0};
-    uint64_t t0 = fl_now_ns();
     if (rank == 2)
         fl_sleep_us(3000000);
-    g_eres[rank].st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
-    return eres_finish(comm, &g_eres[rank], t0);
+    return rdx_allreduce(comm, g_x, g_x, 8, RDX_FLOAT32, RDX_SUM);
 }
 
 Test(stall, timeout_names_the_rank_that_never_came, .timeout = 30)
 {
-    eres_run(3, rank_absent);
+    eres_run(3, absent_body);
     for (int r = 0; r < 3; r++) {
         const eres_t *x = &g_eres[r];
         /* Rank 2 may complete its allreduce from what the others sent before they gave up
@@ -226,35 +226,28 @@ Test(stall, timeout_names_the_rank_that_never_came, .timeout = 30)
 
 /* Rank 0 polls an iallreduce with rdx_test (as the trainer does during backward); rank 1 is
  * "computing" for 3 s: RDX_TIMEOUT_MS applies to polling as to rdx_wait. */
-static int rank_polls(int rank, void *arg)
+static rdx_status_t polls_body(rdx_comm_t *comm, int rank)
 {
-    (void)arg;
-    rdx_comm_t *comm = eres_init();
-    if (comm == NULL)
-        return 3;
-    float x[8] = {0};
-    eres_t *me = &g_eres[rank];
-    uint64_t t0 = fl_now_ns();
-    if (rank == 0) {
-        rdx_request_t *req;
-        int done = 0;
-        me->st = rdx_iallreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM, &req);
-        while (me->st == RDX_SUCCESS && !done && fl_now_ns() - t0 < 10000000000ull) {
-            me->st = rdx_test(req, &done);
-            fl_sleep_us(200);
-        }
-        if (done)
-            (void)rdx_wait(req);
-    } else {
+    if (rank != 0) {
         fl_sleep_us(3000000);
-        me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
+        return rdx_allreduce(comm, g_x, g_x, 8, RDX_FLOAT32, RDX_SUM);
     }
-    return eres_finish(comm, me, t0);
+    rdx_request_t *req;
+    int done = 0;
+    uint64_t t0 = fl_now_ns();
+    rdx_status_t st = rdx_iallreduce(comm, g_x, g_x, 8, RDX_FLOAT32, RDX_SUM, &req);
+    while (st == RDX_SUCCESS && !done && fl_now_ns() - t0 < 10000000000ull) {
+        st = rdx_test(req, &done);
+        fl_sleep_us(200);
+    }
+    if (done)
+        (void)rdx_wait(req);
+    return st;
 }
 
 Test(stall, polling_times_out_like_waiting, .timeout = 30)
 {
-    eres_run(2, rank_polls);
+    eres_run(2, polls_body);
     const eres_t *x = &g_eres[0];
     cr_assert_eq(x->st, RDX_ERR_TIMEOUT, "%s: %s", rdx_strerror(x->st), x->msg);
     cr_assert(strstr(x->msg, "no progress for") && strstr(x->msg, "rank 1 reported no stall"),
@@ -264,24 +257,17 @@ Test(stall, polling_times_out_like_waiting, .timeout = 30)
 
 /* Uneven data: rank 2 runs out of batches one step early and calls rdx_comm_destroy while
  * ranks 0 and 1 still allreduce (the classic data-parallel hang). */
-static int rank_leaves_early(int rank, void *arg)
+static rdx_status_t leaves_early_body(rdx_comm_t *comm, int rank)
 {
-    (void)arg;
-    rdx_comm_t *comm = eres_init();
-    if (comm == NULL)
-        return 3;
-    float x[8] = {0};
-    eres_t *me = &g_eres[rank];
-    uint64_t t0 = fl_now_ns();
-    me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
-    if (me->st == RDX_SUCCESS && rank != 2)
-        me->st = rdx_allreduce(comm, x, x, 8, RDX_FLOAT32, RDX_SUM);
-    return eres_finish(comm, me, t0);
+    rdx_status_t st = rdx_allreduce(comm, g_x, g_x, 8, RDX_FLOAT32, RDX_SUM);
+    if (st == RDX_SUCCESS && rank != 2)
+        st = rdx_allreduce(comm, g_x, g_x, 8, RDX_FLOAT32, RDX_SUM);
+    return st;
 }
 
 Test(stall, a_rank_that_left_early_is_a_mismatch_naming_it, .timeout = 30)
 {
-    eres_run(3, rank_leaves_early);
+    eres_run(3, leaves_early_body);
     for (int r = 0; r < 3; r++) {
         const eres_t *x = &g_eres[r];
         int st = r == 2 ? x->st_destroy : x->st;
