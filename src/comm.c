@@ -68,8 +68,7 @@ static rdx_status_t comm_dead(const rdx_comm_t *comm, const char *opname)
                    "(rdx_comm_destroy): no call may use it", comm->rank, opname);
 }
 
-/* The communicator that owns the bootstrap and transport comm's family shares. */
-static rdx_comm_t *comm_family_root(rdx_comm_t *comm)
+rdx_comm_t *rdx_comm_family_root(rdx_comm_t *comm)
 {
     while (comm->parent)
         comm = comm->parent;
@@ -78,14 +77,14 @@ static rdx_comm_t *comm_family_root(rdx_comm_t *comm)
 
 rdx_status_t rdx_comm_watchdog(rdx_comm_t *comm)
 {
-    return rdx_bootstrap_watch(comm_family_root(comm)->bs);
+    return rdx_bootstrap_watch(rdx_comm_family_root(comm)->bs);
 }
 
 #define COMM_VERDICT_WAIT_MS 500L /* ends as soon as the verdict arrives (~10-20 ms) */
 
 rdx_status_t rdx_comm_explain(rdx_comm_t *comm, rdx_status_t st)
 {
-    rdx_bootstrap_t *bs = comm_family_root(comm)->bs;
+    rdx_bootstrap_t *bs = rdx_comm_family_root(comm)->bs;
     if (st != RDX_ERR_PEER_LOST || !bs || rdx_bootstrap_failed(bs) != RDX_SUCCESS)
         return st;
     char mine[RDX_ERRMSG_MAX];
@@ -99,7 +98,7 @@ rdx_status_t rdx_comm_explain(rdx_comm_t *comm, rdx_status_t st)
 
 void rdx_comm_tell_peers(rdx_comm_t *comm, rdx_status_t st)
 {
-    rdx_bootstrap_t *bs = comm_family_root(comm)->bs;
+    rdx_bootstrap_t *bs = rdx_comm_family_root(comm)->bs;
     if (!bs || rdx_bootstrap_failed(bs) != RDX_SUCCESS)
         return; /* single rank, or the news came from another rank */
     char why[RDX_ERRMSG_MAX];
@@ -134,7 +133,7 @@ rdx_status_t rdx_comm_abort(rdx_comm_t *comm)
     rdx_err_clear();
     if (comm->magic != RDX_COMM_LIVE)
         return comm_dead(comm, "rdx_comm_abort");
-    rdx_comm_t *root = comm_family_root(comm);
+    rdx_comm_t *root = rdx_comm_family_root(comm);
     char msg[RDX_ERRMSG_MAX];
     int wrank = root->rank;
     snprintf(msg, sizeof(msg), "rank %d: rdx_comm_abort: %s: aborted by rank %d (peer %d gave "

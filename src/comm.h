@@ -57,6 +57,10 @@ struct rdx_comm {
     char last_error[RDX_ERRMSG_MAX + 128];
 };
 
+/* The communicator that owns the bootstrap and transport comm's family (rdx_comm_split)
+ * shares: comm itself unless it was split from another. */
+rdx_comm_t *rdx_comm_family_root(rdx_comm_t *comm);
+
 /* Records a failure of `opname` on comm: copies the thread's last error, logs it once. */
 rdx_status_t rdx_comm_fail(rdx_comm_t *comm, const char *opname, rdx_status_t st);
 

@@ -10,7 +10,7 @@
  *     rank 1 --STALL "comm c0ffee01, reduce #4 (... root 0)"--> rank 0
  *     rank 2 --STALL "comm c0ffee01, reduce #4 (... root 2)"--> rank 0   (its own timeout:
  *                                                                        collect, compare)
- *     rank 0 ==ABORT MISMATCH "ranks 0-1 wait in ... root 0; rank 2 waits in ... root 2"==> all
+ *     rank 0 ==ABORT MISMATCH "ranks 0, 1 wait in ... root 0; rank 2 waits in ... root 2"==> all
  *
  * The root, when its own wait times out, collects the reports for a short while and
  * compares them. Ranks of one communicator that wait in different calls are a mismatch
@@ -25,10 +25,10 @@
  * a rank that ran out of batches first). That is a mismatch too, named as such.
  *
  * The ranks' idle clocks start when each entered the stuck call, so reports arrive spread
- * by that skew: the root waits STALL_WAIT (a quarter of RDX_TIMEOUT_MS, 100 ms..5 s), the
- * others wait twice that for its verdict, then report their own timeout as before; the
- * barrier of rdx_comm_destroy waits that much longer than RDX_TIMEOUT_MS, so the verdict
- * reaches it before its own deadline.
+ * by that skew: the root collects for rdx_comm_stall_wait_ms (a quarter of RDX_TIMEOUT_MS,
+ * 0.1-5 s), the others wait twice that for its verdict, then report their own timeout as
+ * before; the barrier of rdx_comm_destroy waits that much longer than RDX_TIMEOUT_MS, so
+ * the verdict reaches it before its own deadline.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,7 +176,9 @@ static bool comm_has_root(const rdx_comm_t *comm)
 long rdx_comm_stall_wait_ms(const rdx_comm_t *comm)
 {
     long w = comm->settings.timeout_ms / 4;
-    return w < STALL_WAIT_MIN_MS ? STALL_WAIT_MIN_MS : w > STALL_WAIT_MAX_MS ? STALL_WAIT_MAX_MS : w;
+    return w < STALL_WAIT_MIN_MS   ? STALL_WAIT_MIN_MS
+           : w > STALL_WAIT_MAX_MS ? STALL_WAIT_MAX_MS
+                                   : w;
 }
 
 /* The root's side: collect, compare, and either abort the job with the mismatch or leave
@@ -199,7 +201,8 @@ static rdx_status_t stall_judge(rdx_comm_t *comm, rdx_bootstrap_t *bs, const cha
     const char **reports = calloc(2 * (size_t)n, sizeof(*reports)), **pending = reports + n;
     if (reports == NULL)
         return RDX_SUCCESS; /* the plain timeout still stands */
-    rdx_status_t st = rdx_bootstrap_stall_reports(bs, rdx_comm_stall_wait_ms(comm), reports, pending);
+    rdx_status_t st =
+        rdx_bootstrap_stall_reports(bs, rdx_comm_stall_wait_ms(comm), reports, pending);
     reports[0] = mine;
     for (int r = 1; r < n; r++)
         if (reports[r] == NULL)
@@ -223,10 +226,7 @@ static rdx_status_t stall_judge(rdx_comm_t *comm, rdx_bootstrap_t *bs, const cha
 rdx_status_t rdx_comm_stall(rdx_comm_t *comm, const char *label, bool p2p, char *hint,
                             size_t hint_len)
 {
-    const rdx_comm_t *family = comm;
-    while (family->parent) /* split communicators share their family's bootstrap */
-        family = family->parent;
-    rdx_bootstrap_t *bs = family->bs;
+    rdx_bootstrap_t *bs = rdx_comm_family_root(comm)->bs;
     hint[0] = 0;
     if (bs == NULL || rdx_bootstrap_size(bs) == 1 || rdx_bootstrap_failed(bs) != RDX_SUCCESS ||
         !comm_has_root(comm))
